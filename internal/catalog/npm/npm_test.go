@@ -1,0 +1,350 @@
+package npm
+
+import (
+	"context"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/moat-dev/moat/internal/catalog"
+)
+
+// summary renders a package as "name@version [dev] [optional] [lic=A,B]".
+func summary(p catalog.Package) string {
+	s := p.Name + "@" + p.Version
+	if p.Metadata["dev"] == "true" {
+		s += " dev"
+	}
+	if p.Metadata["optional"] == "true" {
+		s += " optional"
+	}
+	if len(p.Licenses) > 0 {
+		s += " lic=" + strings.Join(p.Licenses, ",")
+	}
+	return s
+}
+
+func parseFile(t *testing.T, path string, data []byte) ([]catalog.Package, error) {
+	t.Helper()
+	c := New()
+	if !c.Wants(path, 0o644, int64(len(data))) {
+		t.Fatalf("Wants(%q) = false", path)
+	}
+	pkgs, err := c.Parse(context.Background(), catalog.NewFile(path, 0o644, data))
+	for _, p := range pkgs {
+		if p.Type != catalog.TypeNpm || p.Ecosystem != "npm" {
+			t.Errorf("%s: type %q ecosystem %q", p.Name, p.Type, p.Ecosystem)
+		}
+		if len(p.Locations) != 1 || p.Locations[0].Path != path {
+			t.Errorf("%s: locations %+v, want [%s]", p.Name, p.Locations, path)
+		}
+	}
+	return pkgs, err
+}
+
+func summaries(pkgs []catalog.Package) []string {
+	var out []string
+	for _, p := range pkgs {
+		out = append(out, summary(p))
+	}
+	return out
+}
+
+func check(t *testing.T, got []catalog.Package, want []string) {
+	t.Helper()
+	g := summaries(got)
+	if !slices.Equal(g, want) {
+		t.Errorf("packages:\n got  %q\n want %q", g, want)
+	}
+}
+
+func readTestdata(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestWants(t *testing.T) {
+	c := New()
+	for path, want := range map[string]bool{
+		"/app/node_modules/express/package.json":                     true,
+		"/app/node_modules/@types/node/package.json":                 true,
+		"/usr/lib/node_modules/npm/node_modules/semver/package.json": true,
+		"/app/package.json":                                          false,
+		"/app/package-lock.json":                                     true,
+		"/app/yarn.lock":                                             true,
+		"/app/pnpm-lock.yaml":                                        true,
+		"/app/node_modules/.package-lock.json":                       false,
+		"/app/node_modules/foo/package-lock.json":                    false,
+		"/app/node_modules/foo/yarn.lock":                            false,
+		"/app/node_modules/foo/pnpm-lock.yaml":                       false,
+		"/app/mypackage.json":                                        false,
+		"/app/node_modules/foo/notpackage.json":                      false,
+		"/app/xpackage-lock.json":                                    false,
+		"/etc/passwd":                                                false,
+	} {
+		if got := c.Wants(path, 0o644, 100); got != want {
+			t.Errorf("Wants(%q) = %v, want %v", path, got, want)
+		}
+	}
+}
+
+func TestWantsAllocatesNothing(t *testing.T) {
+	c := New()
+	n := testing.AllocsPerRun(100, func() {
+		c.Wants("/app/node_modules/@types/node/package.json", 0o644, 100)
+		c.Wants("/usr/share/doc/x/copyright", 0o644, 100)
+	})
+	if n != 0 {
+		t.Errorf("Wants allocates %v times per call", n)
+	}
+}
+
+func TestPackageJSON(t *testing.T) {
+	tests := []struct {
+		name, json string
+		want       []string
+		wantErr    string
+	}{
+		{"string license", `{"name":"express","version":"4.18.2","license":"MIT","dependencies":{"debug":"2.6.9"}}`,
+			[]string{"express@4.18.2 lic=MIT"}, ""},
+		{"scoped, object license", `{"name":"@babel/core","version":"7.23.6","license":{"type":"MIT","url":"https://opensource.org/licenses/MIT"}}`,
+			[]string{"@babel/core@7.23.6 lic=MIT"}, ""},
+		{"legacy licenses array", `{"name":"pause","version":"0.0.1","licenses":[{"type":"MIT","url":"x"},{"type":"Apache-2.0"}]}`,
+			[]string{"pause@0.0.1 lic=MIT,Apache-2.0"}, ""},
+		{"license array of strings", `{"name":"x","version":"1.0.0","license":["MIT","ISC"]}`,
+			[]string{"x@1.0.0 lic=MIT,ISC"}, ""},
+		{"expression", `{"name":"y","version":"1.0.0","license":"(MIT OR Apache-2.0)"}`,
+			[]string{"y@1.0.0 lic=(MIT OR Apache-2.0)"}, ""},
+		{"no license", `{"name":"z","version":"0.1.0"}`, []string{"z@0.1.0"}, ""},
+		{"nested without name", `{"type":"module"}`, nil, ""},
+		{"nested without version", `{"name":"inner","private":true}`, nil, ""},
+		{"bad json", `{"name":"x","version":`, nil, "invalid JSON at line 1"},
+		{"bad name type", `{"name":1,"version":"1.0.0"}`, nil, "unexpected JSON number"},
+		{"invalid name", `{"name":"a b","version":"1.0.0"}`, nil, "invalid package name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pkgs, err := parseFile(t, "/app/node_modules/x/package.json", []byte(tt.json))
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+			}
+			check(t, pkgs, tt.want)
+			for _, p := range pkgs {
+				if p.Metadata != nil {
+					t.Errorf("installed package has metadata %v", p.Metadata)
+				}
+			}
+		})
+	}
+}
+
+func TestPackageLock(t *testing.T) {
+	tests := []struct {
+		file string
+		want []string
+	}{
+		{"package-lock-v1.json", []string{
+			"@babel/code-frame@7.12.13 dev",
+			"debug@2.6.9",
+			"fsevents@2.3.2 dev optional",
+			"ms@2.0.0",
+			"ms@2.1.3",
+			"string-width@4.2.3",
+		}},
+		{"package-lock-v3.json", []string{
+			"@types/node@20.10.5 dev lic=MIT",
+			"debug@2.6.9 lic=MIT",
+			"debug@4.3.4 dev lic=MIT",
+			"express@4.18.2 lic=MIT",
+			"fsevents@2.3.3 dev optional lic=MIT",
+			"string-width@4.2.3 lic=MIT",
+			"typescript@5.3.3 dev lic=Apache-2.0",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			pkgs, err := parseFile(t, "/app/package-lock.json", readTestdata(t, tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, pkgs, tt.want)
+			for _, p := range pkgs {
+				if p.Metadata["lockfile"] != "package-lock.json" {
+					t.Errorf("%s: lockfile metadata %q", p.Name, p.Metadata["lockfile"])
+				}
+			}
+		})
+	}
+}
+
+func TestPackageLockV2PrefersPackages(t *testing.T) {
+	// Version 2 carries both maps; "packages" is authoritative.
+	lock := `{"lockfileVersion":2,
+	"packages":{"":{"name":"a"},"node_modules/left-pad":{"version":"1.3.0"}},
+	"dependencies":{"left-pad":{"version":"1.3.0"},"ghost":{"version":"9.9.9"}}}`
+	pkgs, err := parseFile(t, "/srv/package-lock.json", []byte(lock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, pkgs, []string{"left-pad@1.3.0"})
+}
+
+func TestPackageLockDuplicatesMergeDev(t *testing.T) {
+	// The same package at two paths, once as a dev dependency: not dev.
+	lock := `{"lockfileVersion":3,"packages":{
+	"node_modules/a/node_modules/ms":{"version":"2.1.3","dev":true},
+	"node_modules/b/node_modules/ms":{"version":"2.1.3"}}}`
+	pkgs, err := parseFile(t, "/srv/package-lock.json", []byte(lock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, pkgs, []string{"ms@2.1.3"})
+}
+
+func TestPackageLockPartlyMalformed(t *testing.T) {
+	lock := `{"lockfileVersion":3,"packages":{
+	"node_modules/good":{"version":"1.0.0"},
+	"node_modules/bad name":{"version":"1.0.0"}}}`
+	pkgs, err := parseFile(t, "/srv/package-lock.json", []byte(lock))
+	if err == nil || !strings.Contains(err.Error(), `invalid package name in "node_modules/bad name"`) {
+		t.Errorf("error = %v", err)
+	}
+	check(t, pkgs, []string{"good@1.0.0"})
+
+	_, err = parseFile(t, "/srv/package-lock.json", []byte(`{"lockfileVersion":3,"packages":{`))
+	if err == nil || !strings.Contains(err.Error(), "/srv/package-lock.json: package-lock.json:") {
+		t.Errorf("truncated file: error = %v", err)
+	}
+}
+
+func TestYarnLock(t *testing.T) {
+	tests := []struct {
+		file string
+		want []string
+	}{
+		{"yarn-classic.lock", []string{
+			"@babel/code-frame@7.12.13",
+			"debug@2.6.9",
+			"debug@4.3.4",
+			"lodash@4.17.21",
+			"string-width@4.2.3",
+		}},
+		{"yarn-berry.lock", []string{
+			"@babel/code-frame@7.23.5",
+			"semver@7.6.0",
+			"string-width@4.2.3",
+			"typescript@5.3.3",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			pkgs, err := parseFile(t, "/app/yarn.lock", readTestdata(t, tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, pkgs, tt.want)
+		})
+	}
+}
+
+func TestYarnClassicMalformed(t *testing.T) {
+	lock := "# yarn lockfile v1\n\nleft-pad@^1.3.0:\n  version \"1.3.0\"\n\nno-version@^1:\n  resolved \"x\"\n\ngarbage line\n  version \"1\"\n"
+	pkgs, err := parseFile(t, "/app/yarn.lock", []byte(lock))
+	check(t, pkgs, []string{"left-pad@1.3.0"})
+	if err == nil || !strings.Contains(err.Error(), `entry "no-version@^1:" has no version`) ||
+		!strings.Contains(err.Error(), "line 9: expected an entry header") {
+		t.Errorf("error = %v", err)
+	}
+}
+
+func TestPnpmLock(t *testing.T) {
+	tests := []struct {
+		file string
+		want []string
+	}{
+		{"pnpm-lock-v5.yaml", []string{
+			"@emotion/react@11.10.5",
+			"fsevents@2.3.2 dev optional",
+			"lodash._baseiteratee@4.7.0",
+			"react@18.2.0",
+			"typescript@4.9.4 dev",
+		}},
+		{"pnpm-lock-v6.yaml", []string{
+			"@emotion/react@11.11.1",
+			"@types/react@18.2.45 dev",
+			"my-fork@1.2.0",
+			"react@18.2.0",
+			"vitest@1.0.4 dev",
+		}},
+		{"pnpm-lock-v9.yaml", []string{
+			"@emotion/react@11.11.4",
+			"ansi-regex@5.0.1",
+			"js-tokens@4.0.0",
+			"loose-envify@1.4.0",
+			"react@18.2.0", // a dev dependency of the project, but also needed by @emotion/react
+			"vitest@1.6.0 dev",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			pkgs, err := parseFile(t, "/app/pnpm-lock.yaml", readTestdata(t, tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, pkgs, tt.want)
+		})
+	}
+}
+
+func TestPnpmKey(t *testing.T) {
+	for key, want := range map[string]string{
+		"/lodash/4.17.21":                              "lodash 4.17.21",
+		"/@babel/core/7.20.0":                          "@babel/core 7.20.0",
+		"/@emotion/react/11.10.5_react@18.2.0":         "@emotion/react 11.10.5",
+		"/foo/1.0.0_@types+react@18.0.26+react@18.2.0": "foo 1.0.0",
+		"/lodash@4.17.21":                              "lodash 4.17.21",
+		"/@babel/core@7.20.0":                          "@babel/core 7.20.0",
+		"/foo@1.0.0(react@18.2.0)(react-dom@18.2.0)":   "foo 1.0.0",
+		"lodash@4.17.21":                               "lodash 4.17.21",
+		"@babel/core@7.20.0":                           "@babel/core 7.20.0",
+		"foo@1.0.0(@types/react@18.2.45)":              "foo 1.0.0",
+		"/nover":                                       "fail",
+	} {
+		n, v, ok := parsePnpmKey(key)
+		got := n + " " + v
+		if !ok {
+			got = "fail"
+		}
+		if got != want {
+			t.Errorf("parsePnpmKey(%q) = %q, want %q", key, got, want)
+		}
+	}
+}
+
+func TestPnpmMalformed(t *testing.T) {
+	_, err := parseFile(t, "/app/pnpm-lock.yaml", []byte("lockfileVersion: '9.0'\npackages:\n  a: [\n"))
+	if err == nil || !strings.Contains(err.Error(), "pnpm-lock.yaml: invalid YAML") {
+		t.Errorf("error = %v", err)
+	}
+	pkgs, err := parseFile(t, "/app/pnpm-lock.yaml", []byte("lockfileVersion: '9.0'\npackages:\n  ok@1.0.0: {}\n  'bad name@1.0.0': {}\n"))
+	check(t, pkgs, []string{"ok@1.0.0"})
+	if err == nil || !strings.Contains(err.Error(), `key "bad name@1.0.0"`) {
+		t.Errorf("error = %v", err)
+	}
+}
+
+func TestSizeLimit(t *testing.T) {
+	big := make([]byte, maxPackageJSON+1)
+	_, err := parseFile(t, "/app/node_modules/x/package.json", big)
+	if err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("error = %v", err)
+	}
+}

@@ -1,0 +1,112 @@
+package npm
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/moat-dev/moat/internal/catalog"
+)
+
+type packageJSON struct {
+	Name     string          `json:"name"`
+	Version  string          `json:"version"`
+	License  json.RawMessage `json:"license"`
+	Licenses json.RawMessage `json:"licenses"`
+}
+
+// parsePackageJSON reads the package.json of an installed package. Files
+// without a name or a version (nested package.json files that only set
+// "type" or "main") declare no package.
+func parsePackageJSON(path string, data []byte) ([]catalog.Package, error) {
+	var pj packageJSON
+	if err := json.Unmarshal(data, &pj); err != nil {
+		return nil, fmt.Errorf("package.json: %w", jsonError(data, err))
+	}
+	if pj.Name == "" || pj.Version == "" {
+		return nil, nil
+	}
+	if !validName(pj.Name) {
+		return nil, fmt.Errorf("package.json: invalid package name %q", pj.Name)
+	}
+	lic := licenses(pj.License)
+	if len(lic) == 0 {
+		lic = licenses(pj.Licenses)
+	}
+	c := newCollector(path, "")
+	c.add(pj.Name, strings.TrimSpace(pj.Version), false, false, lic)
+	return c.result(), nil
+}
+
+// licenses reads a license declaration in any of the forms found in the
+// wild: "MIT", {"type": "MIT", "url": ...}, or an array of either.
+func licenses(raw json.RawMessage) []string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return nil
+	}
+	var out []string
+	addOne := func(r json.RawMessage) {
+		var s string
+		if json.Unmarshal(r, &s) == nil {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+			return
+		}
+		var o struct {
+			Type string `json:"type"`
+			Name string `json:"name"`
+		}
+		if json.Unmarshal(r, &o) == nil {
+			s := strings.TrimSpace(o.Type)
+			if s == "" {
+				s = strings.TrimSpace(o.Name)
+			}
+			if s != "" {
+				out = append(out, s)
+			}
+		}
+	}
+	if raw[0] == '[' {
+		var arr []json.RawMessage
+		if json.Unmarshal(raw, &arr) == nil {
+			for _, r := range arr {
+				addOne(r)
+			}
+		}
+		return out
+	}
+	addOne(raw)
+	return out
+}
+
+// jsonError adds the line and column to JSON syntax errors.
+func jsonError(data []byte, err error) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		line, col := lineCol(data, se.Offset)
+		return fmt.Errorf("invalid JSON at line %d, column %d: %v", line, col, err)
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		line, col := lineCol(data, te.Offset)
+		return fmt.Errorf("unexpected JSON %s for %s at line %d, column %d", te.Value, te.Field, line, col)
+	}
+	return err
+}
+
+func lineCol(data []byte, off int64) (line, col int) {
+	if off > int64(len(data)) {
+		off = int64(len(data))
+	}
+	if off < 0 {
+		off = 0
+	}
+	before := data[:off]
+	line = bytes.Count(before, []byte("\n")) + 1
+	col = int(off) - (bytes.LastIndexByte(before, '\n') + 1) + 1
+	return line, col
+}
