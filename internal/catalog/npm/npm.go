@@ -7,7 +7,7 @@ package npm
 import (
 	"cmp"
 	"context"
-	"fmt"
+	"errors"
 	"io/fs"
 	"slices"
 	"strings"
@@ -66,10 +66,7 @@ func (cataloger) Parse(ctx context.Context, f *catalog.File) ([]catalog.Package,
 	case "pnpm-lock.yaml":
 		pkgs, err = parsePnpmLock(f.Path, data)
 	default:
-		return nil, fmt.Errorf("%s: not a file the npm cataloger reads", f.Path)
-	}
-	if err != nil {
-		err = fmt.Errorf("%s: %w", f.Path, err)
+		return nil, errors.New("not a file the npm cataloger reads")
 	}
 	return pkgs, err
 }

@@ -220,7 +220,7 @@ func TestPackageLockPartlyMalformed(t *testing.T) {
 	check(t, pkgs, []string{"good@1.0.0"})
 
 	_, err = parseFile(t, "/srv/package-lock.json", []byte(`{"lockfileVersion":3,"packages":{`))
-	if err == nil || !strings.Contains(err.Error(), "/srv/package-lock.json: package-lock.json:") {
+	if err == nil || !strings.Contains(err.Error(), "invalid JSON at line 1") {
 		t.Errorf("truncated file: error = %v", err)
 	}
 }
@@ -331,7 +331,7 @@ func TestPnpmKey(t *testing.T) {
 
 func TestPnpmMalformed(t *testing.T) {
 	_, err := parseFile(t, "/app/pnpm-lock.yaml", []byte("lockfileVersion: '9.0'\npackages:\n  a: [\n"))
-	if err == nil || !strings.Contains(err.Error(), "pnpm-lock.yaml: invalid YAML") {
+	if err == nil || !strings.Contains(err.Error(), "invalid YAML") {
 		t.Errorf("error = %v", err)
 	}
 	pkgs, err := parseFile(t, "/app/pnpm-lock.yaml", []byte("lockfileVersion: '9.0'\npackages:\n  ok@1.0.0: {}\n  'bad name@1.0.0': {}\n"))

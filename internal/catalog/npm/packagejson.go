@@ -23,13 +23,13 @@ type packageJSON struct {
 func parsePackageJSON(path string, data []byte) ([]catalog.Package, error) {
 	var pj packageJSON
 	if err := json.Unmarshal(data, &pj); err != nil {
-		return nil, fmt.Errorf("package.json: %w", jsonError(data, err))
+		return nil, jsonError(data, err)
 	}
 	if pj.Name == "" || pj.Version == "" {
 		return nil, nil
 	}
 	if !validName(pj.Name) {
-		return nil, fmt.Errorf("package.json: invalid package name %q", pj.Name)
+		return nil, fmt.Errorf("invalid package name %q", pj.Name)
 	}
 	lic := licenses(pj.License)
 	if len(lic) == 0 {

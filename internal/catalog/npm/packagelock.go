@@ -2,6 +2,7 @@ package npm
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -42,7 +43,7 @@ func parsePackageLock(path string, data []byte) ([]catalog.Package, error) {
 	var lock packageLock
 	decErr := json.Unmarshal(data, &lock)
 	if decErr != nil {
-		decErr = fmt.Errorf("package-lock.json: %w", jsonError(data, decErr))
+		decErr = jsonError(data, decErr)
 		if lock.Packages == nil && lock.Dependencies == nil {
 			return nil, decErr
 		}
@@ -79,7 +80,7 @@ func parsePackageLock(path string, data []byte) ([]catalog.Package, error) {
 		return pkgs, decErr
 	}
 	if len(bad) > 0 {
-		return pkgs, fmt.Errorf("package-lock.json: %s", summarize(bad))
+		return pkgs, errors.New(summarize(bad))
 	}
 	return pkgs, nil
 }

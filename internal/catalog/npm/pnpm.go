@@ -46,7 +46,7 @@ type pnpmImporterV9 struct {
 func parsePnpmLock(path string, data []byte) ([]catalog.Package, error) {
 	lock, err := decodePnpm(data)
 	if err != nil {
-		return nil, fmt.Errorf("pnpm-lock.yaml: %w", err)
+		return nil, err
 	}
 	c := newCollector(path, "pnpm-lock.yaml")
 	var bad []string
@@ -78,7 +78,7 @@ func parsePnpmLock(path string, data []byte) ([]catalog.Package, error) {
 	}
 	pkgs := c.result()
 	if len(bad) > 0 {
-		return pkgs, fmt.Errorf("pnpm-lock.yaml: %s", summarize(bad))
+		return pkgs, errors.New(summarize(bad))
 	}
 	return pkgs, nil
 }

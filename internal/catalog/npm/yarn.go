@@ -3,6 +3,7 @@ package npm
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -102,7 +103,7 @@ func parseYarnClassic(path string, data []byte) ([]catalog.Package, error) {
 	}
 	pkgs := c.result()
 	if len(bad) > 0 {
-		return pkgs, fmt.Errorf("yarn.lock: %s", summarize(bad))
+		return pkgs, errors.New(summarize(bad))
 	}
 	return pkgs, nil
 }
@@ -133,7 +134,7 @@ type berryEntry struct {
 func parseYarnBerry(path string, data []byte) ([]catalog.Package, error) {
 	var doc map[string]yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("yarn.lock: invalid YAML: %w", err)
+		return nil, fmt.Errorf("invalid YAML: %w", err)
 	}
 	c := newCollector(path, "yarn.lock")
 	var bad []string
@@ -167,7 +168,7 @@ func parseYarnBerry(path string, data []byte) ([]catalog.Package, error) {
 	}
 	pkgs := c.result()
 	if len(bad) > 0 {
-		return pkgs, fmt.Errorf("yarn.lock: %s", summarize(bad))
+		return pkgs, errors.New(summarize(bad))
 	}
 	return pkgs, nil
 }
