@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"syscall"
 )
 
 func openDir(p string) (*Image, error) {
@@ -30,6 +31,7 @@ func openDir(p string) (*Image, error) {
 // unreadable files become warnings.
 func (w *Walker) WalkDir(ctx context.Context, root string) (*LayerResult, error) {
 	res := &LayerResult{Index: -1, Parsed: map[string]*ParsedFile{}, Captured: map[string][]byte{}}
+	rootDev := deviceOf(root)
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if cerr := ctx.Err(); cerr != nil {
 			return cerr
@@ -48,6 +50,9 @@ func (w *Walker) WalkDir(ctx context.Context, root string) (*LayerResult, error)
 		}
 		if ip == "/" {
 			return nil
+		}
+		if d.IsDir() && pseudoFS(ip, p, rootDev) {
+			return fs.SkipDir // /proc, /sys, /dev of a live system
 		}
 		info, err := d.Info()
 		if err != nil {
@@ -87,4 +92,22 @@ func (w *Walker) WalkDir(ctx context.Context, root string) (*LayerResult, error)
 		return nil
 	})
 	return res, err
+}
+
+// pseudoFS reports whether a top-level /proc, /sys or /dev is a mount of
+// another filesystem (a live system's kernel views, not image content).
+func pseudoFS(ip, p string, rootDev uint64) bool {
+	switch ip {
+	case "/proc", "/sys", "/dev":
+		return deviceOf(p) != rootDev
+	}
+	return false
+}
+
+func deviceOf(p string) uint64 {
+	var st syscall.Stat_t
+	if err := syscall.Lstat(p, &st); err != nil {
+		return 0
+	}
+	return uint64(st.Dev)
 }

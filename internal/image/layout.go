@@ -88,7 +88,7 @@ func openLayout(spec string, opts Options) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	img, err := lp.Image(d.Digest)
+	img, err := findImage(idx, d.Digest)
 	if err != nil {
 		return nil, fmt.Errorf("reading image %s: %w", d.Digest, err)
 	}
@@ -282,4 +282,29 @@ func openOCIArchive(spec string, opts Options) (*Image, error) {
 	ok = true
 	im.closers = append(im.closers, func() { ai.f.Close() })
 	return im, nil
+}
+
+// findImage returns the image with digest h from idx or any index nested in it.
+func findImage(idx v1.ImageIndex, h v1.Hash) (v1.Image, error) {
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range im.Manifests {
+		if d.Digest == h {
+			return idx.Image(h)
+		}
+	}
+	for _, d := range im.Manifests {
+		if d.MediaType.IsIndex() {
+			sub, err := idx.ImageIndex(d.Digest)
+			if err != nil {
+				return nil, err
+			}
+			if img, err := findImage(sub, h); err == nil {
+				return img, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("image %s not found in the layout", h)
 }

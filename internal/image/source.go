@@ -278,49 +278,57 @@ func knownLayerType(mt string) bool {
 	return mt == "" || strings.Contains(mt, "tar") || strings.Contains(mt, "rootfs.diff")
 }
 
-// selectPlatform picks the manifest for want from an index, recursing into
-// nested indexes through child, and lists what is offered when nothing matches.
+// selectPlatform picks the manifest for want from an index, looking into
+// nested indexes through child, and lists what is offered when nothing
+// matches.
 func selectPlatform(im *v1.IndexManifest, want *v1.Platform, child func(v1.Hash) (*v1.IndexManifest, error)) (v1.Descriptor, error) {
+	var cands []v1.Descriptor
+	if err := flattenIndex(im, child, &cands, 0); err != nil {
+		return v1.Descriptor{}, err
+	}
+	if len(cands) == 1 && cands[0].Platform == nil {
+		return cands[0], nil
+	}
 	var offered []string
-	var best *v1.Descriptor
-	for i := range im.Manifests {
-		d := im.Manifests[i]
-		switch d.MediaType {
-		case types.OCIImageIndex, types.DockerManifestList:
+	for _, d := range cands {
+		if d.Platform == nil || d.Platform.OS == "unknown" {
+			continue // buildkit attestation manifests
+		}
+		offered = append(offered, d.Platform.String())
+		if d.Platform.OS == want.OS && d.Platform.Architecture == want.Architecture &&
+			(want.Variant == "" || d.Platform.Variant == want.Variant) {
+			return d, nil
+		}
+	}
+	if len(offered) == 0 {
+		return v1.Descriptor{}, errors.New("the index holds no image with a platform")
+	}
+	return v1.Descriptor{}, fmt.Errorf("no image for platform %s in this index; it offers: %s (choose one with --platform)", want, strings.Join(offered, ", "))
+}
+
+func flattenIndex(im *v1.IndexManifest, child func(v1.Hash) (*v1.IndexManifest, error), out *[]v1.Descriptor, depth int) error {
+	if depth > 8 {
+		return errors.New("image indexes nested more than 8 deep")
+	}
+	for _, d := range im.Manifests {
+		if d.MediaType.IsIndex() {
 			if child == nil {
 				continue
 			}
 			sub, err := child(d.Digest)
 			if err != nil {
-				return v1.Descriptor{}, err
+				return fmt.Errorf("reading nested index %s: %w", d.Digest, err)
 			}
-			if got, err := selectPlatform(sub, want, child); err == nil {
-				return got, nil
-			}
-			continue
-		}
-		if d.Platform == nil {
-			if len(im.Manifests) == 1 && isImageManifest(d.MediaType) {
-				return d, nil
+			if err := flattenIndex(sub, child, out, depth+1); err != nil {
+				return err
 			}
 			continue
 		}
-		if d.Platform.OS == "unknown" {
-			continue // attestation manifests of buildkit
-		}
-		offered = append(offered, d.Platform.String())
-		if d.Platform.OS == want.OS && d.Platform.Architecture == want.Architecture {
-			if want.Variant == "" || d.Platform.Variant == want.Variant {
-				if best == nil {
-					best = &im.Manifests[i]
-				}
-			}
+		if d.MediaType == "" || d.MediaType.IsImage() {
+			*out = append(*out, d)
 		}
 	}
-	if best != nil {
-		return *best, nil
-	}
-	return v1.Descriptor{}, fmt.Errorf("no image for platform %s in this index; it offers: %s (choose one with --platform)", want, strings.Join(offered, ", "))
+	return nil
 }
 
 // Open returns the layer's stream: compressed or not, as the source stores
@@ -340,8 +348,8 @@ func (l Layer) Open() (io.ReadCloser, error) {
 func (im *Image) Streamed() bool { return im.stream != nil }
 
 // Stream reads every layer in one pass. visit gets each layer with a key;
-// after Stream returns, Layers and StreamKeys describe the image and
-// StreamKeys()[i] names the key of layer i.
+// after Stream returns, Layers describes the image and StreamKeys()[i] is
+// the key of layer i.
 func (im *Image) Stream(ctx context.Context, visit func(key string, r io.Reader) error) error {
 	if im.stream == nil {
 		return errors.New("this source is not streamed")

@@ -208,7 +208,8 @@ func readLayers(ctx context.Context, im *image.Image, w *image.Walker, opts Opti
 		par = runtime.GOMAXPROCS(0)
 	}
 	out := make([]*image.LayerResult, n)
-	errs := make([]error, n)
+	var errOnce sync.Once
+	var firstErr error
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sem := make(chan struct{}, par)
@@ -228,7 +229,7 @@ func readLayers(ctx context.Context, im *image.Image, w *image.Walker, opts Opti
 			l := im.Layers[i]
 			lr, err := readLayer(ctx, w, l)
 			if err != nil {
-				errs[i] = fmt.Errorf("%s: layer %s: %w", im.Name, layerName(im, i), err)
+				errOnce.Do(func() { firstErr = fmt.Errorf("%s: layer %s: %w", im.Name, layerName(im, i), err) })
 				cancel()
 				return
 			}
@@ -237,10 +238,8 @@ func readLayers(ctx context.Context, im *image.Image, w *image.Walker, opts Opti
 		}(i)
 	}
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
+	if firstErr != nil {
+		return nil, firstErr
 	}
 	report()
 	return out, nil
