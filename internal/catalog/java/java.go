@@ -40,7 +40,7 @@ type Limits struct {
 var DefaultLimits = Limits{
 	MaxDepth:      4,
 	MaxTotalBytes: 512 << 20,
-	MaxEntries:    500_000,
+	MaxEntries:    200_000,
 	MaxNestedSize: 64 << 20,
 	MaxTextSize:   1 << 20,
 }
@@ -156,6 +156,13 @@ func (w *walker) read(zf *zip.File, limit int64) ([]byte, error) {
 }
 
 func (w *walker) archive(p string, r io.ReaderAt, size int64, depth int) {
+	// The zip reader holds every directory entry in memory: refuse
+	// archives declaring more entries than are left to look at.
+	if n, ok := zipEntryCount(r, size); ok && n > uint64(w.lim.MaxEntries-w.entries) {
+		w.fail("%s: declares %d zip entries, more than the %d left of the %d allowed in one archive; the rest is skipped", p, n, w.lim.MaxEntries-w.entries, w.lim.MaxEntries)
+		w.stop = true
+		return
+	}
 	zr, err := zip.NewReader(r, size)
 	if err != nil && !errors.Is(err, zip.ErrInsecurePath) {
 		w.fail("%s: not a readable zip archive: %w", p, err)

@@ -243,14 +243,39 @@ func TestTotalBudgetAndEntries(t *testing.T) {
 		t.Fatalf("%d packages; want some but not all", len(pkgs))
 	}
 
+	// 20 entries in the outer jar, 2 in each nested one: with 25 allowed,
+	// two nested jars are read and the third is refused.
 	lim = DefaultLimits
-	lim.MaxEntries = 10
+	lim.MaxEntries = 25
 	pkgs, err = ParseArchive(context.Background(), "/b.jar", bytes.NewReader(jar), int64(len(jar)), lim)
-	if err == nil || !strings.Contains(err.Error(), "/b.jar: more than 10 zip entries in one archive, the remaining 10 entries are skipped") {
+	if err == nil || !strings.Contains(err.Error(), "/b.jar!/lib/a02.jar: declares 2 zip entries, more than the 1 left of the 25 allowed in one archive") {
 		t.Fatalf("err = %v", err)
 	}
-	if len(pkgs) != 0 {
-		t.Fatalf("%d packages after the entry limit", len(pkgs))
+	check(t, pkgs, "org.x:a0@1 /b.jar!/lib/a00.jar (pom.properties)", "org.x:a1@1 /b.jar!/lib/a01.jar (pom.properties)")
+}
+
+func TestZipEntryCount(t *testing.T) {
+	for _, n := range []int{0, 1, 3, 70000} { // 70000 needs zip64 records
+		var es []entry
+		for i := range n {
+			es = append(es, entry{name: fmt.Sprint(i), store: true})
+		}
+		data := makeZip(t, es...)
+		got, ok := zipEntryCount(bytes.NewReader(data), int64(len(data)))
+		if !ok || got != uint64(n) {
+			t.Errorf("%d entries: got %d, %v", n, got, ok)
+		}
+		if n == 70000 {
+			lim := DefaultLimits
+			lim.MaxEntries = 69999
+			_, err := ParseArchive(context.Background(), "/z.jar", bytes.NewReader(data), int64(len(data)), lim)
+			if err == nil || !strings.Contains(err.Error(), "/z.jar: declares 70000 zip entries") {
+				t.Errorf("err = %v", err)
+			}
+		}
+	}
+	if _, ok := zipEntryCount(bytes.NewReader([]byte("short")), 5); ok {
+		t.Error("count for a 5-byte file")
 	}
 }
 
