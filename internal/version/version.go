@@ -22,11 +22,11 @@ import (
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
+	gem "github.com/aquasecurity/go-gem-version"
+	pep440 "github.com/aquasecurity/go-pep440-version"
 	apk "github.com/knqyf263/go-apk-version"
 	deb "github.com/knqyf263/go-deb-version"
 	rpm "github.com/knqyf263/go-rpm-version"
-	gem "github.com/aquasecurity/go-gem-version"
-	pep440 "github.com/aquasecurity/go-pep440-version"
 	mvn "github.com/masahiro331/go-mvn-version"
 	gosemver "golang.org/x/mod/semver"
 )
