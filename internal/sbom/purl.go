@@ -82,8 +82,10 @@ func splitDistro(d string) (string, string) {
 //
 // For OS packages the qualifiers also give the source package
 // ("upstream" or "source": "NAME", "NAME@VERSION" or, for rpm, a source RPM
-// file name "NAME-VERSION-RELEASE.src.rpm"), the epoch ("epoch") and the
-// architecture ("arch"). Other purl types keep their type and get no
+// file name "NAME-VERSION-RELEASE.src.rpm"), the epoch ("epoch": Epoch for
+// rpm; for deb it is prefixed to Version, as dpkg writes versions) and the
+// architecture ("arch"). A distro qualifier that is only a version
+// ("distro=3.20.1") takes the distribution from the namespace. Other purl types keep their type and get no
 // ecosystem.
 func PackageFromPURL(purl string) (catalog.Package, error) {
 	u, err := packageurl.FromString(purl)
@@ -103,16 +105,22 @@ func PackageFromPURL(purl string) (catalog.Package, error) {
 		p.Arch = q["arch"]
 		if e := q["epoch"]; e != "" {
 			if n, err := strconv.Atoi(e); err == nil && n >= 0 {
-				p.Epoch = &n
+				switch {
+				case p.Type == catalog.TypeRPM:
+					p.Epoch = &n
+				case p.Type == catalog.TypeDeb && n > 0 && !strings.Contains(p.Version, ":"):
+					// dpkg versions carry their epoch ("1:3.134").
+					p.Version = e + ":" + p.Version
+				}
 			}
 		}
 		dname, dver := u.Namespace, ""
 		if d := q["distro"]; d != "" {
-			n, v := splitDistro(d)
-			if n != "" {
-				dname = n
+			if d[0] >= '0' && d[0] <= '9' {
+				dver = d // Trivy's apk purls: distro=3.20.1
+			} else if n, v := splitDistro(d); n != "" {
+				dname, dver = n, v
 			}
-			dver = v
 		}
 		p.Ecosystem = EcosystemForDistro(dname, dver)
 		up := q["upstream"]
@@ -136,6 +144,11 @@ func PackageFromPURL(purl string) (catalog.Package, error) {
 			} else {
 				p.SourceVersion = p.Version
 			}
+		}
+		if p.SourceName == "" {
+			// As the dpkg and apk catalogers do: a package without a
+			// named source is its own source.
+			p.SourceName, p.SourceVersion = p.Name, p.Version
 		}
 	case catalog.TypeGo:
 		p.Ecosystem = "Go"

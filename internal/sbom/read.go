@@ -232,6 +232,7 @@ func basePackage(ours bool, name, version, group, purl string) catalog.Package {
 // applyForeignProperties reads the location and source facts that syft and
 // Trivy record as CycloneDX properties.
 func applyForeignProperties(p *catalog.Package, props []cdx.Property) {
+	var srcName, srcVersion, srcRelease, srcEpoch string
 	for _, pr := range props {
 		n, v := pr.Name, pr.Value
 		switch {
@@ -257,9 +258,24 @@ func applyForeignProperties(p *catalog.Package, props []cdx.Property) {
 				p.Locations = append(p.Locations, catalog.Location{Path: v, Layer: -1})
 			}
 		case n == "aquasecurity:trivy:SrcName":
-			p.SourceName = v
+			srcName = v
 		case n == "aquasecurity:trivy:SrcVersion":
-			p.SourceVersion = v
+			srcVersion = v
+		case n == "aquasecurity:trivy:SrcRelease":
+			srcRelease = v
+		case n == "aquasecurity:trivy:SrcEpoch":
+			srcEpoch = v
+		}
+	}
+	if srcName != "" {
+		p.SourceName = srcName
+		p.SourceVersion = srcVersion
+		if srcRelease != "" && srcVersion != "" {
+			p.SourceVersion += "-" + srcRelease
+		}
+		// dpkg versions carry their epoch; rpm keeps it apart.
+		if p.Type == catalog.TypeDeb && srcEpoch != "" && srcEpoch != "0" && srcVersion != "" && !strings.Contains(srcVersion, ":") {
+			p.SourceVersion = srcEpoch + ":" + p.SourceVersion
 		}
 	}
 	if p.LayerDiffID == "" && len(p.Locations) > 0 {
