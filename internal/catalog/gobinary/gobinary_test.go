@@ -321,3 +321,44 @@ func FuzzGoVersionToSemver(f *testing.F) {
 		}
 	})
 }
+
+// TestOtherFormats reads Go binaries cross-compiled for Windows (PE) and
+// macOS (Mach-O).
+func TestOtherFormats(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/tiny\n\ngo 1.21\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nfunc main() { println(\"hi\") }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ goos, goarch, format string }{
+		{"windows", "amd64", FormatPE},
+		{"darwin", "arm64", FormatMachO},
+	} {
+		cmd := exec.Command("go", "build", "-o", "tiny-"+tc.goos)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GOOS="+tc.goos, "GOARCH="+tc.goarch, "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false", "GOWORK=off")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build for %s: %v\n%s", tc.goos, err, out)
+		}
+		data, err := os.ReadFile(filepath.Join(dir, "tiny-"+tc.goos))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := Format(bytes.NewReader(data)); f != tc.format {
+			t.Errorf("%s: format %q, want %q", tc.goos, f, tc.format)
+		}
+		pkgs, err := New().Parse(context.Background(), catalog.NewFile("/usr/bin/hello", 0o755, data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"example.com/tiny@(devel)", "stdlib@" + GoVersionToSemver(runtime.Version())}
+		if got := summary(pkgs); !slices.Equal(got, want) {
+			t.Errorf("%s: got %q, want %q", tc.goos, got, want)
+		}
+		if len(pkgs) > 0 && (pkgs[0].Metadata["GOOS"] != tc.goos || pkgs[0].Metadata["GOARCH"] != tc.goarch) {
+			t.Errorf("%s: metadata %v", tc.goos, pkgs[0].Metadata)
+		}
+	}
+}

@@ -306,3 +306,48 @@ func FuzzAuditableBinary(f *testing.F) {
 		}
 	})
 }
+
+// TestAuditablePE does the same for a Windows executable (PE), built with
+// the go command for windows/amd64.
+func TestAuditablePE(t *testing.T) {
+	objcopy, err := exec.LookPath("objcopy")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("objcopy (binutils) is needed for this test")
+		}
+		t.Skip("objcopy (binutils) not installed")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/tiny\n\ngo 1.21\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\n\nfunc main() { println(\"hi\") }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "build", "-o", "tiny.exe")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOOS=windows", "GOARCH=amd64", "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false", "GOWORK=off")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	payload := filepath.Join(dir, "dep-v0")
+	if err := os.WriteFile(payload, zlibJSON(t, auditJSON), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "app.exe")
+	if out, err := exec.Command(objcopy, "--add-section", ".dep-v0="+payload, filepath.Join(dir, "tiny.exe"), exe).CombinedOutput(); err != nil {
+		t.Fatalf("objcopy: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkgs, err := New().Parse(context.Background(), catalog.NewFile("/app/app.exe", 0o755, data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"cc@1.0.73 crates.io kind=build", "myapp@0.1.0 local root", "rand@0.8.5 git", "serde@1.0.130 crates.io"}
+	if got := summary(t, pkgs, "/app/app.exe"); !slices.Equal(got, want) {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+}
