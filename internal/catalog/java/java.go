@@ -1,5 +1,5 @@
-// Package java finds Maven artifacts in Java archives (jar, war, ear and
-// Jenkins plugins), including archives nested in archives such as Spring Boot
+// Package java finds Maven artifacts in Java archives (jar, war, ear, Jenkins
+// plugins and the like), including archives nested in archives such as Spring Boot
 // fat jars (BOOT-INF/lib) and web applications (WEB-INF/lib).
 package java
 
@@ -69,23 +69,21 @@ func (cataloger) Wants(p string, _ fs.FileMode, size int64) bool {
 	return size >= 22 && IsArchiveName(p)
 }
 
-// IsArchiveName reports whether a path ends in .jar, .war, .ear, .jpi or .hpi
-// (any case).
+// IsArchiveName reports whether a path ends in .jar, .war, .ear, .jpi, .hpi
+// (Jenkins), .par, .sar, .nar or .lpkg (Liferay), in any case.
 func IsArchiveName(p string) bool {
 	n := len(p)
+	if n >= 6 && p[n-5] == '.' && p[n-6] != '/' {
+		return p[n-4]|0x20 == 'l' && p[n-3]|0x20 == 'p' && p[n-2]|0x20 == 'k' && p[n-1]|0x20 == 'g'
+	}
 	if n < 5 || p[n-4] != '.' || p[n-5] == '/' {
 		return false
 	}
 	a, b, c := p[n-3]|0x20, p[n-2]|0x20, p[n-1]|0x20
-	switch {
-	case a == 'j' && b == 'a' && c == 'r',
-		a == 'w' && b == 'a' && c == 'r',
-		a == 'e' && b == 'a' && c == 'r',
-		a == 'j' && b == 'p' && c == 'i',
-		a == 'h' && b == 'p' && c == 'i':
-		return true
+	if b == 'a' && c == 'r' {
+		return a == 'j' || a == 'w' || a == 'e' || a == 'p' || a == 's' || a == 'n'
 	}
-	return false
+	return b == 'p' && c == 'i' && (a == 'j' || a == 'h')
 }
 
 func (c cataloger) Parse(ctx context.Context, f *catalog.File) (pkgs []catalog.Package, err error) {
@@ -190,7 +188,7 @@ func (w *walker) archive(p string, r io.ReaderAt, size int64, depth int) {
 		}
 	}
 
-	found := false
+	var found []string // artifact IDs from pom.properties
 	for _, zf := range poms {
 		if w.stopped() {
 			return
@@ -209,9 +207,9 @@ func (w *walker) archive(p string, r io.ReaderAt, size int64, depth int) {
 			Name: pp.ArtifactID, Namespace: pp.GroupID, Version: pp.Version,
 			Metadata: map[string]string{MetaSource: "pom.properties", MetaPomPath: zf.Name},
 		}, p)
-		found = true
+		found = append(found, pp.ArtifactID)
 	}
-	if !found && !w.stopped() {
+	if !w.stopped() && needsFallback(p, found) {
 		w.fallback(p, manifest)
 	}
 
@@ -260,6 +258,26 @@ func (w *walker) entryErr(p, entry string, err error) {
 		return
 	}
 	w.fail("%s!/%s: %w", p, entry, err)
+}
+
+// needsFallback reports whether an archive must also be identified from its
+// manifest or file name: when it has no pom.properties, or when its file name
+// names an artifact that none of its pom.properties describes (a shaded jar
+// carrying only its dependencies' pom.properties).
+func needsFallback(p string, artifacts []string) bool {
+	if len(artifacts) == 0 {
+		return true
+	}
+	name, _, ok := NameVersionFromFileName(path.Base(p))
+	if !ok {
+		return false
+	}
+	for _, a := range artifacts {
+		if strings.HasPrefix(a, name) {
+			return false
+		}
+	}
+	return true
 }
 
 // fallback identifies an archive without pom.properties from its manifest

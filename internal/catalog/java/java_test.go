@@ -145,6 +145,27 @@ func TestWarAndEar(t *testing.T) {
 		"commons-io:commons-io@2.11.0 /srv/app.EAR!/lib/commons-io-2.11.0.jar (pom.properties)")
 }
 
+// TestShadedWithoutOwnPom: a jar carrying only its dependencies'
+// pom.properties is also identified from its manifest, as syft does.
+func TestShadedWithoutOwnPom(t *testing.T) {
+	uber := makeZip(t, entry{name: "META-INF/MANIFEST.MF", data: []byte("Implementation-Version: 2.0\n")},
+		pom("com.google.guava", "guava", "30.0-jre"))
+	pkgs, err := parse(t, New(), "/opt/uber-2.0.jar", uber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, pkgs,
+		"com.google.guava:guava@30.0-jre /opt/uber-2.0.jar (pom.properties)",
+		":uber@2.0 /opt/uber-2.0.jar (manifest)")
+	// Without a version in the file name, the pom.properties is taken to
+	// describe the jar itself.
+	pkgs, err = parse(t, New(), "/opt/uber.jar", uber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, pkgs, "com.google.guava:guava@30.0-jre /opt/uber.jar (pom.properties)")
+}
+
 func TestJenkinsPlugin(t *testing.T) {
 	hpi := makeZip(t, entry{name: "META-INF/MANIFEST.MF", data: []byte("Manifest-Version: 1.0\nGroup-Id: org.jenkins-ci.plugins\nShort-Name: git\nPlugin-Version: 4.11.0\nImplementation-Title: git\nImplementation-Version: 4.11.0\n")})
 	pkgs, err := parse(t, New(), "/var/jenkins_home/plugins/git.jpi", hpi)
@@ -311,6 +332,8 @@ func TestWants(t *testing.T) {
 	c := New()
 	for p, want := range map[string]bool{
 		"/a/b.jar": true, "/a/B.JAR": true, "/x.war": true, "/x.ear": true, "/x.jpi": true, "/x.hpi": true,
+		"/x.par": true, "/x.sar": true, "/x.nar": true, "/x.lpkg": true, "/x.LPKG": true,
+		"/.lpkg": false, "/x.rar": false, "/x.tar": false, "/x.jpg": false, "/x.api": false, "/x.hpkg": false,
 		"/x.zip": false, "/jar": false, "/x.jarx": false, "/.jar": false, "/x.class": false,
 	} {
 		if got := c.Wants(p, 0o644, 1000); got != want {
