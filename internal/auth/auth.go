@@ -63,10 +63,10 @@ type Service struct {
 	kid string
 
 	mu       sync.Mutex
-	creds    map[[32]byte]credEntry   // verified passwords
-	accounts map[string]accountEntry  // kind:name -> status
-	projects map[string]projectEntry  // project -> settings
-	tokens   map[string]tokenEntry    // verified JWTs
+	creds    map[[32]byte]credEntry  // verified passwords
+	accounts map[string]accountEntry // kind:name -> status
+	projects map[string]projectEntry // project -> settings
+	tokens   map[string]tokenEntry   // verified JWTs
 }
 
 type credEntry struct {

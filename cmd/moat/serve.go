@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moat-dev/moat/internal/registry"
+	"github.com/moat-dev/moat/internal/storage"
+)
+
+func newServeCmd() *cobra.Command {
+	var (
+		addr, dataDir, storageURL string
+		s3                        storage.S3Config
+		tlsCert, tlsKey           string
+		dev, anonymous            bool
+		maxBlob                   int64
+		shutdownTimeout, tokenTTL time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the private OCI registry (token auth, roles, audit)",
+		Long: `serve runs an OCI Distribution 1.1 registry with Docker token
+authentication and project roles. On first start it creates the
+administrator "admin" with the password from MOAT_ADMIN_PASSWORD, or
+generates one and prints it once.
+
+S3 storage: --storage s3://bucket/prefix with --s3-endpoint, --s3-region and
+credentials from --s3-access-key/--s3-secret-key or AWS_ACCESS_KEY_ID and
+AWS_SECRET_ACCESS_KEY.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+			if s3.AccessKey == "" {
+				s3.AccessKey = os.Getenv("AWS_ACCESS_KEY_ID")
+			}
+			if s3.SecretKey == "" {
+				s3.SecretKey = os.Getenv("AWS_SECRET_ACCESS_KEY")
+			}
+			if s3.Region == "" {
+				s3.Region = os.Getenv("AWS_REGION")
+			}
+			if s3.Endpoint == "" {
+				s3.Endpoint = os.Getenv("AWS_ENDPOINT_URL")
+			}
+			out := cmd.OutOrStdout()
+			if (tlsCert == "") != (tlsKey == "") {
+				return errors.New("--tls-cert and --tls-key go together")
+			}
+			if dev && tlsCert == "" {
+				host, _, _ := net.SplitHostPort(addr)
+				if err := os.MkdirAll(dataDir, 0o750); err != nil {
+					return err
+				}
+				c, k, created, err := registry.DevCertificate(dataDir, []string{host, "localhost", "127.0.0.1", "::1"})
+				if err != nil {
+					return fmt.Errorf("dev certificate: %w", err)
+				}
+				tlsCert, tlsKey = c, k
+				if created {
+					fmt.Fprintf(out, "moat: generated a self-signed certificate %s\n", c)
+				}
+				fmt.Fprintf(out, "moat: to trust it: docker: sudo mkdir -p /etc/docker/certs.d/%s && sudo cp %s /etc/docker/certs.d/%s/ca.crt\n", addr, c, addr)
+				fmt.Fprintf(out, "moat:               system: sudo cp %s /usr/local/share/ca-certificates/moat-dev.crt && sudo update-ca-certificates\n", c)
+			}
+			if tlsCert == "" && !registry.IsLoopback(addr) {
+				return registry.ErrPlainHTTP
+			}
+			inst, err := registry.Open(cmd.Context(), registry.Options{
+				DataDir: dataDir, Storage: storageURL, S3: s3, AllowAnonymous: anonymous,
+				MaxBlobSize: maxBlob, TokenTTL: tokenTTL, AdminPassword: os.Getenv("MOAT_ADMIN_PASSWORD"), Log: log,
+			})
+			if err != nil {
+				return err
+			}
+			defer inst.Close()
+			if inst.GeneratedPassword != "" {
+				fmt.Fprintf(out, "moat: created administrator \"admin\" with password %s (shown once; set MOAT_ADMIN_PASSWORD to choose it)\n", inst.GeneratedPassword)
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return err
+			}
+			srv := &http.Server{Handler: inst, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+			scheme := "https"
+			if tlsCert == "" {
+				scheme = "http"
+				fmt.Fprintf(out, "moat: serving plain HTTP on loopback only (%s); use --tls-cert/--tls-key or --dev for TLS\n", ln.Addr())
+			}
+			fmt.Fprintf(out, "moat: registry listening on %s://%s (data in %s)\n", scheme, ln.Addr(), dataDir)
+			errc := make(chan error, 1)
+			go func() {
+				if tlsCert != "" {
+					errc <- srv.ServeTLS(ln, tlsCert, tlsKey)
+				} else {
+					errc <- srv.Serve(ln)
+				}
+			}()
+			sig := make(chan os.Signal, 1)
+			signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+			defer signal.Stop(sig)
+			select {
+			case err := <-errc:
+				return err
+			case s := <-sig:
+				log.Info("shutting down, finishing requests in flight", "signal", s.String(), "timeout", shutdownTimeout.String())
+				ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+				defer cancel()
+				if err := srv.Shutdown(ctx); err != nil {
+					return fmt.Errorf("shutdown: %w", err)
+				}
+				log.Info("stopped")
+				return nil
+			}
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&addr, "addr", "127.0.0.1:5000", "listen address")
+	f.StringVar(&dataDir, "data-dir", "./moat-data", "data directory (database, blobs, uploads, keys)")
+	f.StringVar(&storageURL, "storage", "", "blob storage: empty for the data directory, or s3://bucket/prefix")
+	f.StringVar(&s3.Endpoint, "s3-endpoint", "", "S3 endpoint (host:port or URL; http:// for plain HTTP) [AWS_ENDPOINT_URL]")
+	f.StringVar(&s3.Region, "s3-region", "", "S3 region [AWS_REGION]")
+	f.StringVar(&s3.AccessKey, "s3-access-key", "", "S3 access key [AWS_ACCESS_KEY_ID]")
+	f.StringVar(&s3.SecretKey, "s3-secret-key", "", "S3 secret key [AWS_SECRET_ACCESS_KEY]")
+	f.BoolVar(&s3.Insecure, "s3-insecure", false, "plain HTTP to the S3 endpoint")
+	f.StringVar(&tlsCert, "tls-cert", "", "TLS certificate (PEM)")
+	f.StringVar(&tlsKey, "tls-key", "", "TLS private key (PEM)")
+	f.BoolVar(&dev, "dev", false, "serve TLS with a generated self-signed certificate")
+	f.BoolVar(&anonymous, "allow-anonymous", false, "let unauthenticated clients pull public projects")
+	f.Int64Var(&maxBlob, "max-blob-size", 64<<30, "largest blob accepted, in bytes")
+	f.DurationVar(&shutdownTimeout, "shutdown-timeout", 5*time.Minute, "how long SIGTERM waits for requests in flight (uploads) to finish")
+	f.DurationVar(&tokenTTL, "token-ttl", 5*time.Minute, "lifetime of issued registry tokens")
+	return cmd
+}
