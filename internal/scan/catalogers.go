@@ -4,12 +4,18 @@ import (
 	"github.com/moat-dev/moat/internal/catalog"
 	"github.com/moat-dev/moat/internal/catalog/apk"
 	"github.com/moat-dev/moat/internal/catalog/dpkg"
+	"github.com/moat-dev/moat/internal/catalog/gobinary"
+	"github.com/moat-dev/moat/internal/catalog/java"
+	"github.com/moat-dev/moat/internal/catalog/npm"
 	"github.com/moat-dev/moat/internal/catalog/rpm"
+	"github.com/moat-dev/moat/internal/catalog/rust"
 )
 
 // Catalogers returns every cataloger moat ships, in a fixed order.
 func Catalogers() []catalog.Cataloger {
 	return []catalog.Cataloger{
 		dpkg.New(), apk.New(), rpm.New(),
+		gobinary.New(), rust.New(),
+		npm.New(), java.New(),
 	}
 }

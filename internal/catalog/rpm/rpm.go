@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"strings"
 
+	_ "github.com/glebarez/go-sqlite" // the "sqlite" driver go-rpmdb opens rpmdb.sqlite with
 	rpmdb "github.com/knqyf263/go-rpmdb/pkg"
 
 	"github.com/moat-dev/moat/internal/catalog"
@@ -25,16 +26,15 @@ func (cataloger) Wants(p string, _ fs.FileMode, size int64) bool {
 	if size == 0 {
 		return false
 	}
-	var dir, base string
+	var base string
 	switch {
 	case strings.HasPrefix(p, "/var/lib/rpm/"):
-		dir, base = "/var/lib/rpm/", p[len("/var/lib/rpm/"):]
+		base = p[len("/var/lib/rpm/"):]
 	case strings.HasPrefix(p, "/usr/lib/sysimage/rpm/"):
-		dir, base = "/usr/lib/sysimage/rpm/", p[len("/usr/lib/sysimage/rpm/"):]
+		base = p[len("/usr/lib/sysimage/rpm/"):]
 	default:
 		return false
 	}
-	_ = dir
 	return base == "Packages" || base == "Packages.db" || base == "rpmdb.sqlite"
 }
 
