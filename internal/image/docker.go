@@ -135,6 +135,9 @@ func streamSave(r io.Reader, im *Image, visit func(key string, r io.Reader) erro
 			}
 			continue
 		}
+		if !strings.HasSuffix(nm, "/layer.tar") && !strings.HasPrefix(nm, "blobs/") {
+			continue // VERSION files, legacy v1 metadata
+		}
 		if err := visit(nm, br); err != nil {
 			return err
 		}

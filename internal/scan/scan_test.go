@@ -63,7 +63,11 @@ var (
 const apkDB = "P:musl\nV:1.2.4-r2\nA:x86_64\no:musl\nL:MIT\n\nP:busybox\nV:1.36.1-r5\nA:x86_64\no:busybox\nL:GPL-2.0-only\n\n"
 
 // layeredImage exercises rewrites, whiteouts and opaque directories.
-func layeredImage(t *testing.T) v1.Image {
+func layeredImage(t *testing.T) v1.Image { return layeredImageWith(t, it.ZstdLayer) }
+
+// layeredImageWith builds the top layer with mkTop (Docker 20.10 engines
+// cannot load zstd layers).
+func layeredImageWith(t *testing.T, mkTop func(testing.TB, ...it.File) v1.Layer) v1.Image {
 	l0 := it.Layer(t,
 		it.Dir("/etc"), it.Symlink("/etc/os-release", "../usr/lib/os-release"),
 		it.Text("/usr/lib/os-release", osRelease),
@@ -74,7 +78,7 @@ func layeredImage(t *testing.T) v1.Image {
 		it.Text("/var/lib/dpkg/status", status(pBase, pLibc, pBsd, pCurl, pLibcurl)),
 		it.Text("/lib/apk/db/installed", apkDB),
 	)
-	l2 := it.ZstdLayer(t,
+	l2 := mkTop(t,
 		// curl purged: its entry leaves the status file.
 		it.Text("/var/lib/dpkg/status", status(pBase, pLibc, pBsd, pLibcurl)),
 		it.Whiteout("/lib/apk"),
