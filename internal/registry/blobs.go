@@ -210,6 +210,16 @@ func (s *Server) handleUploadStart(w http.ResponseWriter, r *http.Request, rt ro
 	if mount := q.Get("mount"); mount != "" && from != "" && ValidateName(from) == nil && from != rt.name {
 		needs = append(needs, need{from, []string{auth.ActionPull}})
 	}
+	if r.Header.Get("Authorization") == "" {
+		// Anonymous callers can never push: challenge at once for every
+		// scope involved, so a mount's token also carries pull on its source.
+		var scopes []string
+		for _, n := range needs {
+			scopes = append(scopes, "repository:"+n.repo+":"+strings.Join(n.actions, ","))
+		}
+		s.challenge(w, r, scopes, "authentication required")
+		return
+	}
 	p, ok := s.authorize(w, r, audit.ActionPush, needs[0])
 	if !ok {
 		return
