@@ -1,0 +1,137 @@
+package ruby
+
+import (
+	"context"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/moat-dev/moat/internal/catalog"
+)
+
+func summary(p catalog.Package) string {
+	s := p.Name + "@" + p.Version
+	if pl := p.Metadata["platform"]; pl != "" {
+		s += " platform=" + pl
+	}
+	if len(p.Licenses) > 0 {
+		s += " lic=" + strings.Join(p.Licenses, ",")
+	}
+	return s
+}
+
+func parseFile(t *testing.T, path string, data []byte) ([]catalog.Package, error) {
+	t.Helper()
+	c := New()
+	if !c.Wants(path, 0o644, int64(len(data))) {
+		t.Fatalf("Wants(%q) = false", path)
+	}
+	pkgs, err := c.Parse(context.Background(), catalog.NewFile(path, 0o644, data))
+	for _, p := range pkgs {
+		if p.Type != catalog.TypeGem || p.Ecosystem != "RubyGems" {
+			t.Errorf("%s: type %q ecosystem %q", p.Name, p.Type, p.Ecosystem)
+		}
+		if len(p.Locations) != 1 || p.Locations[0].Path != path {
+			t.Errorf("%s: locations %+v", p.Name, p.Locations)
+		}
+	}
+	return pkgs, err
+}
+
+func check(t *testing.T, got []catalog.Package, want []string) {
+	t.Helper()
+	var g []string
+	for _, p := range got {
+		g = append(g, summary(p))
+	}
+	if !slices.Equal(g, want) {
+		t.Errorf("packages:\n got  %q\n want %q", g, want)
+	}
+}
+
+func TestWants(t *testing.T) {
+	c := New()
+	for path, want := range map[string]bool{
+		"/usr/local/bundle/specifications/rake-13.0.6.gemspec":                     true,
+		"/usr/local/lib/ruby/gems/3.2.0/specifications/default/json-2.6.3.gemspec": true,
+		"/var/lib/gems/3.1.0/specifications/nokogiri-1.15.4-x86_64-linux.gemspec":  true,
+		"/usr/local/bundle/gems/rake-13.0.6/rake.gemspec":                          false,
+		"/app/Gemfile.lock": true,
+		"/usr/local/bundle/gems/rack-2.2.8/Gemfile.lock": false,
+		"/app/Gemfile":                   false,
+		"/app/specifications/readme.txt": false,
+	} {
+		if got := c.Wants(path, 0o644, 10); got != want {
+			t.Errorf("Wants(%q) = %v, want %v", path, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { c.Wants("/usr/local/bundle/specifications/rake-13.0.6.gemspec", 0o644, 1) }); n != 0 {
+		t.Errorf("Wants allocates %v times", n)
+	}
+}
+
+func TestGemspec(t *testing.T) {
+	rake, err := os.ReadFile("testdata/rake-13.0.6.gemspec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, src string
+		want      []string
+		wantErr   string
+	}{
+		{"rubygems 3", string(rake), []string{"rake@13.0.6 lic=MIT"}, ""},
+		{"old rubygems %q and single license", "Gem::Specification.new do |s|\n  s.name = %q{json}\n  s.version = \"1.8.6\"\n  s.license = %q{Ruby}\nend\n",
+			[]string{"json@1.8.6 lic=Ruby"}, ""},
+		{"Gem::Version and several licenses", "Gem::Specification.new do |spec|\n  spec.name = 'nokogiri'\n  spec.version = Gem::Version.new(\"1.15.4\")\n  spec.platform = \"x86_64-linux\".freeze\n  spec.licenses = [\"MIT\".freeze, \"Apache-2.0\".freeze] # dual\nend\n",
+			[]string{"nokogiri@1.15.4 platform=x86_64-linux lic=MIT,Apache-2.0"}, ""},
+		{"%w licenses", "Gem::Specification.new do |s|\n  s.name = \"bigdecimal\"\n  s.version = \"3.1.1\"\n  s.licenses = %w[Ruby BSD-2-Clause]\nend\n",
+			[]string{"bigdecimal@3.1.1 lic=Ruby,BSD-2-Clause"}, ""},
+		{"stub line only", "# stub: racc 1.7.1 ruby lib\n", []string{"racc@1.7.1"}, ""},
+		{"comparison is not assignment", "# stub: a 1.0 ruby lib\nif s.name == \"x\"\n", []string{"a@1.0"}, ""},
+		{"nothing", "puts 1\n", nil, "no name or version"},
+		{"bad version", "s.name = \"a\"\ns.version = \"1.0; rm -rf\"\n", nil, "invalid gem version"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pkgs, err := parseFile(t, "/usr/local/bundle/specifications/x.gemspec", []byte(tt.src))
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+			}
+			check(t, pkgs, tt.want)
+		})
+	}
+}
+
+func TestGemfileLock(t *testing.T) {
+	data, err := os.ReadFile("testdata/Gemfile.lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkgs, err := parseFile(t, "/app/Gemfile.lock", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, pkgs, []string{
+		"acme-internal@2.3.0",
+		"actionpack@7.0.8",
+		"nokogiri@1.15.4 platform=x86_64-linux",
+		"racc@1.7.1",
+		"rack@2.2.8",
+		"sorbet-runtime@0.5.11087",
+	})
+	if pkgs[0].Metadata["lockfile"] != "Gemfile.lock" {
+		t.Errorf("metadata %v", pkgs[0].Metadata)
+	}
+
+	pkgs, err = parseFile(t, "/app/Gemfile.lock", []byte("GEM\r\n  remote: https://rubygems.org/\r\n  specs:\r\n    rack (2.2.8)\r\n    broken-entry\r\n    bad name (1.0)\r\n"))
+	check(t, pkgs, []string{"rack@2.2.8"})
+	if err == nil || !strings.Contains(err.Error(), `line 5: expected "name (version)", got "broken-entry"`) ||
+		!strings.Contains(err.Error(), "line 6: invalid gem name") {
+		t.Errorf("error = %v", err)
+	}
+}
