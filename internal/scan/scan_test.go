@@ -2,12 +2,14 @@ package scan_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -320,5 +322,41 @@ func TestDirSource(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %v\nwant %v", got, want)
+	}
+}
+
+// TestRealDebianImage puts this Debian machine's own dpkg database and
+// os-release into an image and checks the scan against dpkg-query.
+func TestRealDebianImage(t *testing.T) {
+	st, err1 := os.ReadFile("/var/lib/dpkg/status")
+	osr, err2 := os.ReadFile("/usr/lib/os-release")
+	out, err3 := exec.Command("dpkg-query", "-W", "-f", "${db:Status-Status} ${Package} ${Version}\n").Output()
+	if err := errors.Join(err1, err2, err3); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI machines are Debian: %v", err)
+		}
+		t.Skipf("not a Debian machine: %v", err)
+	}
+	img := it.Image(t,
+		it.Step{Layer: it.Layer(t, it.Text("/usr/lib/os-release", string(osr)), it.Symlink("/etc/os-release", "../usr/lib/os-release")), CreatedBy: "os"},
+		it.Step{Layer: it.Layer(t, it.Text("/var/lib/dpkg/status", string(st))), CreatedBy: "dpkg"},
+	)
+	res := scanWith(t, it.WriteOCIArchive(t, img))
+	var want, got []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "installed" {
+			want = append(want, f[1]+" "+f[2])
+		}
+	}
+	for _, p := range res.Packages {
+		got = append(got, p.Name+" "+p.Version)
+		if !strings.HasPrefix(p.Ecosystem, "Debian:") || p.Layer != 1 {
+			t.Fatalf("%s: ecosystem %q layer %d", p.Name, p.Ecosystem, p.Layer)
+		}
+	}
+	sort.Strings(want)
+	sort.Strings(got)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("scan found %d packages, dpkg-query lists %d installed", len(got), len(want))
 	}
 }
