@@ -1,0 +1,476 @@
+// Package match finds the known vulnerabilities of cataloged packages in
+// the OSV database of internal/vulndb, with OSV range semantics and each
+// ecosystem's version order (internal/version). It folds every alias of a
+// flaw into one Finding per (package, vulnerability), scores severity from
+// CVSS vectors, computes fixed versions and upgrade advice, and applies
+// exceptions (ignore files, OpenVEX).
+//
+// Use:
+//
+//	db, err := vulndb.Open(dir)
+//	res, err := match.Matcher{DB: db}.Match(ctx, pkgs)
+//	ign, err := match.LoadIgnoreFile(".moatignore.yaml", time.Now())
+//	vex, err := match.LoadVEX("app.vex.json")
+//	vex.Image = []string{imageRef, imageDigest}
+//	res.Apply(ign, vex)
+//	res.Findings, res.Suppressed, res.Expired, res.Upgrades()
+package match
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/moat-dev/moat/internal/catalog"
+	"github.com/moat-dev/moat/internal/version"
+	"github.com/moat-dev/moat/internal/vulndb"
+)
+
+// Matcher matches packages against a database.
+type Matcher struct {
+	DB *vulndb.DB
+}
+
+// Finding is one vulnerability of one package. All records that describe
+// the same flaw (an ID of one listed as an alias of another) are folded
+// into it.
+type Finding struct {
+	// ID is the primary identifier: the CVE when the folded records name
+	// exactly one CVE, else the smallest record ID.
+	ID string `json:"id"`
+	// Aliases are every other identifier of the flaw, sorted.
+	Aliases []string `json:"aliases,omitempty"`
+	// Records are the IDs of the database records that matched, sorted.
+	Records []string `json:"records"`
+
+	// Package is the package as cataloged (with its locations, layer and
+	// history line).
+	Package catalog.Package `json:"package"`
+	// Ecosystem, Name and Version are what was looked up: the source
+	// package and version for Debian/Ubuntu, "group:artifact" for Maven,
+	// the epoch:version-release for RPM.
+	Ecosystem string `json:"ecosystem"`
+	Name      string `json:"name"`
+	Version   string `json:"version"`
+
+	Summary  string   `json:"summary,omitempty"`
+	Severity Severity `json:"severity"`
+	// CVSS is the vector the severity comes from, when there is one.
+	CVSS *CVSS `json:"cvss,omitempty"`
+	// SeveritySource is "CVSS 3.1", "CVSS 4.0", ..., "ecosystem" or "".
+	SeveritySource string `json:"severitySource,omitempty"`
+	// FixedVersions are the versions that end the affected ranges the
+	// package is in, in ascending order; empty when no fix is known.
+	FixedVersions []string `json:"fixedVersions,omitempty"`
+	References    []string `json:"references,omitempty"`
+	Published     string   `json:"published,omitempty"`
+	Modified      string   `json:"modified,omitempty"`
+
+	// the affected entries that matched, to test candidate upgrades
+	affected []*vulndb.Affected
+}
+
+// Fixed reports whether a fixed version is known.
+func (f *Finding) Fixed() bool { return len(f.FixedVersions) > 0 }
+
+// IDs returns the primary ID, the aliases and the record IDs.
+func (f *Finding) IDs() []string {
+	out := append([]string{f.ID}, f.Aliases...)
+	for _, r := range f.Records {
+		if !contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Result is the outcome of matching.
+type Result struct {
+	// Findings that remain, sorted by severity (highest first), package,
+	// then ID.
+	Findings []Finding `json:"findings"`
+	// Suppressed are findings removed by exceptions, with the reason.
+	Suppressed []SuppressedFinding `json:"suppressed,omitempty"`
+	// Expired are ignore-file entries past their expiry date; they no
+	// longer suppress anything.
+	Expired []IgnoreRule `json:"expiredIgnores,omitempty"`
+	// Packages is the number of packages examined.
+	Packages int `json:"packages"`
+	// NoData lists the ecosystems of scanned packages for which the
+	// database holds no data (update with --ecosystems to add them).
+	NoData []string `json:"noData,omitempty"`
+	// Warnings about versions that could not be compared.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Query gives the (ecosystem, name, version) a package is looked up by:
+// Debian and Ubuntu packages by source package and source version (a
+// binNMU "+bN" suffix dropped when only the binary version is known),
+// Alpine by origin, RPM as [epoch:]version-release, Maven as
+// "group:artifact". ok is false for packages without an ecosystem, name
+// or version.
+func Query(p *catalog.Package) (eco, name, ver string, ok bool) {
+	eco, name, ver = p.Ecosystem, p.Name, p.Version
+	switch vulndb.BaseEcosystem(eco) {
+	case "Debian", "Ubuntu":
+		if p.SourceName != "" {
+			name = p.SourceName
+		}
+		if p.SourceVersion != "" {
+			ver = p.SourceVersion
+		} else {
+			ver = binNMU.ReplaceAllString(ver, "")
+		}
+	case "Alpine", "Wolfi", "Chainguard":
+		if p.SourceName != "" {
+			name = p.SourceName
+		}
+	case "Maven":
+		if p.Namespace != "" && !strings.Contains(name, ":") {
+			name = p.Namespace + ":" + name
+		}
+	}
+	if p.Type == catalog.TypeRPM {
+		if p.Release != "" && !strings.HasSuffix(ver, "-"+p.Release) {
+			ver += "-" + p.Release
+		}
+		if p.Epoch != nil && *p.Epoch != 0 && !strings.Contains(ver, ":") {
+			ver = strconv.Itoa(*p.Epoch) + ":" + ver
+		}
+	}
+	return eco, name, ver, eco != "" && name != "" && ver != ""
+}
+
+// binNMU is the suffix of a binary-only rebuild ("1.2-3+b2").
+var binNMU = regexp.MustCompile(`\+b[0-9]+$`)
+
+type lookupKey struct{ eco, name string }
+
+// Match looks up every package and returns the findings.
+func (m Matcher) Match(ctx context.Context, pkgs []catalog.Package) (*Result, error) {
+	if m.DB == nil {
+		return nil, fmt.Errorf("no vulnerability database")
+	}
+	res := &Result{Packages: len(pkgs), Findings: []Finding{}}
+	cache := map[lookupKey][]*vulndb.Vulnerability{}
+	noData := map[string]bool{}
+	warned := map[string]bool{}
+	warn := func(s string) {
+		if !warned[s] {
+			warned[s] = true
+			res.Warnings = append(res.Warnings, s)
+		}
+	}
+	for i := range pkgs {
+		if i%256 == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		p := &pkgs[i]
+		eco, name, ver, ok := Query(p)
+		if !ok {
+			continue
+		}
+		if !m.DB.HasEcosystem(eco) {
+			noData[vulndb.BaseEcosystem(eco)] = true
+			continue
+		}
+		k := lookupKey{eco, name}
+		recs, seen := cache[k]
+		if !seen {
+			var err error
+			recs, err = m.DB.Lookup(eco, name)
+			if err != nil {
+				return nil, err
+			}
+			cache[k] = recs
+		}
+		if len(recs) == 0 {
+			continue
+		}
+		res.Findings = append(res.Findings, matchPackage(p, eco, name, ver, recs, warn)...)
+	}
+	for e := range noData {
+		res.NoData = append(res.NoData, e)
+	}
+	sort.Strings(res.NoData)
+	sortFindings(res.Findings)
+	return res, nil
+}
+
+type hit struct {
+	rec      *vulndb.Vulnerability
+	affected []*vulndb.Affected
+	fixed    []string
+}
+
+// matchPackage evaluates the records of one package and folds aliases.
+func matchPackage(p *catalog.Package, eco, name, ver string, recs []*vulndb.Vulnerability, warn func(string)) []Finding {
+	norm := vulndb.NormalizeName(eco, name)
+	var hits []hit
+	for _, r := range recs {
+		var h hit
+		for ai := range r.Affected {
+			a := &r.Affected[ai]
+			if !vulndb.EcosystemApplies(eco, a.Package.Ecosystem) || vulndb.NormalizeName(a.Package.Ecosystem, a.Package.Name) != norm {
+				continue
+			}
+			in, fixed, err := Affects(a, eco, ver)
+			if err != nil {
+				warn(fmt.Sprintf("%s %s %s: %s: %v", eco, name, ver, r.ID, err))
+			}
+			if in {
+				h.affected = append(h.affected, a)
+				h.fixed = append(h.fixed, fixed...)
+			}
+		}
+		if len(h.affected) > 0 {
+			h.rec = r
+			hits = append(hits, h)
+		}
+	}
+	if len(hits) == 0 {
+		return nil
+	}
+	// fold records that share an identifier (union-find over IDs)
+	parent := make([]int, len(hits))
+	for i := range parent {
+		parent[i] = i
+	}
+	var find func(int) int
+	find = func(i int) int {
+		for parent[i] != i {
+			parent[i] = parent[parent[i]]
+			i = parent[i]
+		}
+		return i
+	}
+	owner := map[string]int{}
+	for i, h := range hits {
+		for _, id := range append([]string{h.rec.ID}, h.rec.Aliases...) {
+			if j, ok := owner[id]; ok {
+				parent[find(i)] = find(j)
+			} else {
+				owner[id] = i
+			}
+		}
+	}
+	groups := map[int][]hit{}
+	var roots []int
+	for i, h := range hits {
+		r := find(i)
+		if _, ok := groups[r]; !ok {
+			roots = append(roots, r)
+		}
+		groups[r] = append(groups[r], h)
+	}
+	out := make([]Finding, 0, len(roots))
+	for _, r := range roots {
+		out = append(out, fold(p, eco, name, ver, groups[r]))
+	}
+	return out
+}
+
+func fold(p *catalog.Package, eco, name, ver string, hs []hit) Finding {
+	sort.Slice(hs, func(i, j int) bool { return hs[i].rec.ID < hs[j].rec.ID })
+	f := Finding{Package: *p, Ecosystem: eco, Name: name, Version: ver}
+	ids := map[string]bool{}
+	var recs []*vulndb.Vulnerability
+	var fixed []string
+	for _, h := range hs {
+		recs = append(recs, h.rec)
+		f.Records = append(f.Records, h.rec.ID)
+		ids[h.rec.ID] = true
+		for _, a := range h.rec.Aliases {
+			ids[a] = true
+		}
+		f.affected = append(f.affected, h.affected...)
+		fixed = append(fixed, h.fixed...)
+		if f.Summary == "" {
+			f.Summary = h.rec.Summary
+		}
+		if h.rec.Published != "" && (f.Published == "" || h.rec.Published < f.Published) {
+			f.Published = h.rec.Published
+		}
+		if h.rec.Modified > f.Modified {
+			f.Modified = h.rec.Modified
+		}
+		for _, ref := range h.rec.References {
+			if len(f.References) < 10 && !contains(f.References, ref.URL) {
+				f.References = append(f.References, ref.URL)
+			}
+		}
+	}
+	var cves []string
+	for id := range ids {
+		if strings.HasPrefix(id, "CVE-") {
+			cves = append(cves, id)
+		}
+	}
+	if len(cves) == 1 {
+		f.ID = cves[0]
+	} else {
+		f.ID = f.Records[0]
+	}
+	for id := range ids {
+		if id != f.ID {
+			f.Aliases = append(f.Aliases, id)
+		}
+	}
+	sort.Strings(f.Aliases)
+	f.Severity, f.CVSS, f.SeveritySource = severityOf(recs, f.affected)
+	if vulndb.BaseEcosystem(eco) == "Go" {
+		// Go OSV records write versions without the "v" of module versions
+		for i, v := range fixed {
+			if !strings.HasPrefix(v, "v") {
+				fixed[i] = "v" + v
+			}
+		}
+	}
+	f.FixedVersions = sortVersions(eco, fixed)
+	return f
+}
+
+// sortVersions dedups and sorts versions in the ecosystem's order
+// (unparsable ones last, as strings).
+func sortVersions(eco string, vs []string) []string {
+	if len(vs) == 0 {
+		return nil
+	}
+	cmp := version.For(eco)
+	type pv struct {
+		s string
+		v version.Version
+	}
+	var list []pv
+	seen := map[string]bool{}
+	for _, s := range vs {
+		if seen[s] {
+			continue
+		}
+		seen[s] = true
+		v, _ := cmp.Parse(s)
+		list = append(list, pv{s, v})
+	}
+	sort.SliceStable(list, func(i, j int) bool {
+		a, b := list[i], list[j]
+		switch {
+		case a.v != nil && b.v != nil:
+			if c := a.v.Compare(b.v); c != 0 {
+				return c < 0
+			}
+			return a.s < b.s
+		case a.v != nil:
+			return true
+		case b.v != nil:
+			return false
+		}
+		return a.s < b.s
+	})
+	out := make([]string, len(list))
+	for i, x := range list {
+		out[i] = x.s
+	}
+	// versions equal in the ecosystem's order ("1.0" and "1.0.0") once
+	res := out[:0]
+	for i, s := range out {
+		if i > 0 && list[i].v != nil && list[i-1].v != nil && list[i].v.Compare(list[i-1].v) == 0 {
+			continue
+		}
+		res = append(res, s)
+	}
+	return res
+}
+
+func sortFindings(fs []Finding) {
+	sort.SliceStable(fs, func(i, j int) bool {
+		a, b := &fs[i], &fs[j]
+		if a.Severity != b.Severity {
+			return a.Severity > b.Severity
+		}
+		if a.Package.Name != b.Package.Name {
+			return a.Package.Name < b.Package.Name
+		}
+		if a.Package.Version != b.Package.Version {
+			return a.Package.Version < b.Package.Version
+		}
+		if a.ID != b.ID {
+			return a.ID < b.ID
+		}
+		return firstPath(&a.Package) < firstPath(&b.Package)
+	})
+}
+
+func firstPath(p *catalog.Package) string {
+	if len(p.Locations) > 0 {
+		return p.Locations[0].Path
+	}
+	return ""
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Max returns the highest severity among the findings (Unknown if none).
+func (r *Result) Max() Severity {
+	m := Unknown
+	for i := range r.Findings {
+		m = max(m, r.Findings[i].Severity)
+	}
+	return m
+}
+
+// AtOrAbove returns the findings with severity >= s: the --fail-on gate
+// trips when it is not empty.
+func (r *Result) AtOrAbove(s Severity) []Finding {
+	var out []Finding
+	for _, f := range r.Findings {
+		if f.Severity >= s {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// Filter keeps only findings with one of the given severities (all when
+// none are given) and, with ignoreUnfixed, only findings that have a fixed
+// version. Filtered-out findings are not suppressed: they are simply not
+// shown, as the user asked (--severity, --ignore-unfixed).
+func (r *Result) Filter(severities []Severity, ignoreUnfixed bool) {
+	keep := r.Findings[:0]
+	for _, f := range r.Findings {
+		if len(severities) > 0 {
+			found := false
+			for _, s := range severities {
+				if f.Severity == s {
+					found = true
+				}
+			}
+			if !found {
+				continue
+			}
+		}
+		if ignoreUnfixed && !f.Fixed() {
+			continue
+		}
+		keep = append(keep, f)
+	}
+	r.Findings = keep
+}
+
+// CountBySeverity counts the remaining findings per severity.
+func (r *Result) CountBySeverity() map[Severity]int {
+	m := map[Severity]int{}
+	for _, f := range r.Findings {
+		m[f.Severity]++
+	}
+	return m
+}
