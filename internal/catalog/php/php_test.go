@@ -1,0 +1,132 @@
+package php
+
+import (
+	"context"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/moat-dev/moat/internal/catalog"
+)
+
+func summary(p catalog.Package) string {
+	s := p.Name + "@" + p.Version
+	if p.Metadata["dev"] == "true" {
+		s += " dev"
+	}
+	if len(p.Licenses) > 0 {
+		s += " lic=" + strings.Join(p.Licenses, ",")
+	}
+	return s
+}
+
+func parseFile(t *testing.T, path string, data []byte) ([]catalog.Package, error) {
+	t.Helper()
+	c := New()
+	if !c.Wants(path, 0o644, int64(len(data))) {
+		t.Fatalf("Wants(%q) = false", path)
+	}
+	pkgs, err := c.Parse(context.Background(), catalog.NewFile(path, 0o644, data))
+	for _, p := range pkgs {
+		if p.Type != catalog.TypeComposer || p.Ecosystem != "Packagist" || p.Namespace != "" {
+			t.Errorf("%s: type %q ecosystem %q namespace %q", p.Name, p.Type, p.Ecosystem, p.Namespace)
+		}
+		if len(p.Locations) != 1 || p.Locations[0].Path != path {
+			t.Errorf("%s: locations %+v", p.Name, p.Locations)
+		}
+	}
+	return pkgs, err
+}
+
+func check(t *testing.T, got []catalog.Package, want []string) {
+	t.Helper()
+	var g []string
+	for _, p := range got {
+		g = append(g, summary(p))
+	}
+	if !slices.Equal(g, want) {
+		t.Errorf("packages:\n got  %q\n want %q", g, want)
+	}
+}
+
+func readTestdata(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestWants(t *testing.T) {
+	c := New()
+	for path, want := range map[string]bool{
+		"/var/www/html/composer.lock":                          true,
+		"/var/www/html/vendor/composer/installed.json":         true,
+		"/var/www/html/vendor/guzzlehttp/guzzle/composer.lock": false,
+		"/var/www/html/composer.json":                          false,
+		"/var/www/html/vendor/composer/installed.php":          false,
+		"/var/www/html/installed.json":                         false,
+	} {
+		if got := c.Wants(path, 0o644, 10); got != want {
+			t.Errorf("Wants(%q) = %v, want %v", path, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { c.Wants("/var/www/html/vendor/composer/installed.json", 0o644, 1) }); n != 0 {
+		t.Errorf("Wants allocates %v times", n)
+	}
+}
+
+func TestComposerLock(t *testing.T) {
+	pkgs, err := parseFile(t, "/var/www/html/composer.lock", readTestdata(t, "composer.lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, pkgs, []string{
+		"acme/legacy@dev-master lic=proprietary",
+		"guzzlehttp/guzzle@7.8.1 lic=MIT",
+		"monolog/monolog@3.5.0 lic=MIT,Apache-2.0",
+		"phpunit/phpunit@10.5.3 dev lic=BSD-3-Clause",
+		"symfony/http-foundation@v6.4.0 lic=MIT",
+	})
+	if pkgs[0].Metadata["lockfile"] != "composer.lock" {
+		t.Errorf("metadata %v", pkgs[0].Metadata)
+	}
+}
+
+func TestInstalledJSON(t *testing.T) {
+	tests := []struct {
+		file string
+		want []string
+	}{
+		{"installed-v1.json", []string{"psr/log@1.1.4 lic=MIT", "symfony/console@v4.4.49 lic=MIT"}},
+		{"installed-v2.json", []string{"laravel/framework@v10.38.2 lic=MIT", "nesbot/carbon@2.72.1 lic=MIT", "phpunit/phpunit@10.5.3 dev lic=BSD-3-Clause"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			pkgs, err := parseFile(t, "/app/vendor/composer/installed.json", readTestdata(t, tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, pkgs, tt.want)
+		})
+	}
+}
+
+func TestMalformed(t *testing.T) {
+	pkgs, err := parseFile(t, "/app/composer.lock", []byte(`{"packages":[{"name":"a/b","version":"1.0.0"},{"name":"nonamespace","version":"1"},{"name":"c/d","version":2}]}`))
+	check(t, pkgs, []string{"a/b@1.0.0"})
+	if err == nil || !strings.Contains(err.Error(), `packages[1]: invalid package name "nonamespace"`) || !strings.Contains(err.Error(), "packages[2]:") {
+		t.Errorf("error = %v", err)
+	}
+	_, err = parseFile(t, "/app/vendor/composer/installed.json", []byte("{\n\"packages\": [\n}"))
+	if err == nil || !strings.Contains(err.Error(), "invalid JSON at line 3") {
+		t.Errorf("error = %v", err)
+	}
+	pkgs, err = parseFile(t, "/app/vendor/composer/installed.json", []byte("\ufeff[{\"name\":\"a/b\",\"version\":\"1\"}]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, pkgs, []string{"a/b@1"})
+}
