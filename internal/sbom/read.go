@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -141,8 +142,9 @@ func readCycloneDX(data []byte, format cdx.BOMFileFormat) (Subject, []catalog.Pa
 			s.Digest = mc.Version
 		}
 		if mc.Properties != nil {
+			sr := subjectReader{s: &s}
 			for _, p := range *mc.Properties {
-				applySubjectProperty(&s, p.Name, p.Value)
+				sr.apply(p.Name, p.Value)
 			}
 		}
 	}
@@ -239,10 +241,10 @@ func applyForeignProperties(p *catalog.Package, props []cdx.Property) {
 		case strings.HasPrefix(n, "syft:location:"):
 			idx, field, ok := strings.Cut(strings.TrimPrefix(n, "syft:location:"), ":")
 			i, err := strconv.Atoi(idx)
-			if !ok || err != nil || i < 0 || i > 10000 {
-				continue
+			if !ok || err != nil || i < 0 || i > len(p.Locations) {
+				continue // numbered from 0 without gaps
 			}
-			for len(p.Locations) <= i {
+			if i == len(p.Locations) {
 				p.Locations = append(p.Locations, catalog.Location{Layer: -1})
 			}
 			switch field {
@@ -286,6 +288,7 @@ func applyForeignProperties(p *catalog.Package, props []cdx.Property) {
 // finish fills what can be derived from the subject: layer indexes from
 // diff IDs and OS ecosystems from the operating system the SBOM names.
 func finish(s *Subject, pkgs []catalog.Package) {
+	sort.SliceStable(s.Layers, func(i, j int) bool { return s.Layers[i].Index < s.Layers[j].Index })
 	byDiff := map[string]Layer{}
 	for _, l := range s.Layers {
 		if l.DiffID != "" {
@@ -413,8 +416,9 @@ func readSPDX(data []byte, tagValue bool) (Subject, []catalog.Package, error) {
 			if looksLikeDigest(sp.PackageVersion) {
 				s.Digest = sp.PackageVersion
 			}
+			sr := subjectReader{s: &s}
 			for _, pr := range props(sp.PackageSPDXIdentifier) {
-				applySubjectProperty(&s, pr.name, pr.value)
+				sr.apply(pr.name, pr.value)
 			}
 			continue
 		case roots[sp.PackageSPDXIdentifier], purpose == "CONTAINER", purpose == "FILE":

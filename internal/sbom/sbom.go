@@ -290,11 +290,14 @@ func applyPackageProperty(p *catalog.Package, name, value string) bool {
 			if !ok {
 				return false
 			}
+			// Locations are numbered from 0 without gaps; an index
+			// beyond the next one is ignored so that input size bounds
+			// the work.
 			i, err := strconv.Atoi(idx)
-			if err != nil || i < 0 || i > 10000 {
+			if err != nil || i < 0 || i > len(p.Locations) {
 				return false
 			}
-			for len(p.Locations) <= i {
+			if i == len(p.Locations) {
 				p.Locations = append(p.Locations, catalog.Location{Layer: -1})
 			}
 			l := &p.Locations[i]
@@ -317,9 +320,17 @@ func applyPackageProperty(p *catalog.Package, name, value string) bool {
 	return true
 }
 
-// applySubjectProperty sets the field of s named by a moat subject
-// property and reports whether it was one.
-func applySubjectProperty(s *Subject, name, value string) bool {
+// subjectReader applies subject properties to s; layers are found by
+// index through a map so that many layer properties stay linear.
+type subjectReader struct {
+	s     *Subject
+	layer map[int]int // layer index → position in s.Layers
+}
+
+// apply sets the field of s named by a moat subject property and reports
+// whether it was one.
+func (r *subjectReader) apply(name, value string) bool {
+	s := r.s
 	switch name {
 	case propImageID:
 		s.ImageID = value
@@ -341,16 +352,19 @@ func applySubjectProperty(s *Subject, name, value string) bool {
 		if err != nil || i < 0 || i > 100000 {
 			return false
 		}
-		var l *Layer
-		for k := range s.Layers {
-			if s.Layers[k].Index == i {
-				l = &s.Layers[k]
+		if r.layer == nil {
+			r.layer = map[int]int{}
+			for k, l := range s.Layers {
+				r.layer[l.Index] = k
 			}
 		}
-		if l == nil {
+		k, ok := r.layer[i]
+		if !ok {
 			s.Layers = append(s.Layers, Layer{Index: i})
-			l = &s.Layers[len(s.Layers)-1]
+			k = len(s.Layers) - 1
+			r.layer[i] = k
 		}
+		l := &s.Layers[k]
 		switch field {
 		case "diffID":
 			l.DiffID = value
