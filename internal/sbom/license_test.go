@@ -30,7 +30,7 @@ func TestLicenseIDsMatchCycloneDXSchema(t *testing.T) {
 
 func TestNormalizeExpression(t *testing.T) {
 	for _, tc := range []struct {
-		in, norm      string
+		in, norm     string
 		ok, compound bool
 	}{
 		{"MIT", "MIT", true, false},
