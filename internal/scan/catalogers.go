@@ -7,7 +7,9 @@ import (
 	"github.com/moat-dev/moat/internal/catalog/gobinary"
 	"github.com/moat-dev/moat/internal/catalog/java"
 	"github.com/moat-dev/moat/internal/catalog/npm"
+	"github.com/moat-dev/moat/internal/catalog/python"
 	"github.com/moat-dev/moat/internal/catalog/rpm"
+	"github.com/moat-dev/moat/internal/catalog/ruby"
 	"github.com/moat-dev/moat/internal/catalog/rust"
 )
 
@@ -16,6 +18,6 @@ func Catalogers() []catalog.Cataloger {
 	return []catalog.Cataloger{
 		dpkg.New(), apk.New(), rpm.New(),
 		gobinary.New(), rust.New(),
-		npm.New(), java.New(),
+		npm.New(), python.New(), java.New(), ruby.New(),
 	}
 }
