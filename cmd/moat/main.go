@@ -34,6 +34,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(
 		newScanCmd(),
+		newDBCmd(),
 		newServeCmd(), newUserCmd(), newProjectCmd(), newMemberCmd(), newRobotCmd(), newGCCmd(),
 	)
 	return root
