@@ -39,7 +39,9 @@ func FuzzPackageJSON(f *testing.F) {
 }
 
 func FuzzPackageLock(f *testing.F) {
-	fuzzParser(f, parsePackageLock, "testdata/package-lock-v1.json", "testdata/package-lock-v3.json",
+	fuzzParser(f, func(p string, b []byte) ([]catalog.Package, error) {
+		return parsePackageLock(p, "package-lock.json", b)
+	}, "testdata/package-lock-v1.json", "testdata/package-lock-v3.json",
 		`{"dependencies":{"a":{"version":"npm:@s/b@1.0.0","dependencies":{"c":{"version":"1"}}}}}`)
 }
 
@@ -64,7 +66,7 @@ func BenchmarkPackageLock(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ResetTimer()
 	for b.Loop() {
-		pkgs, err := parsePackageLock("/app/package-lock.json", data)
+		pkgs, err := parsePackageLock("/app/package-lock.json", "package-lock.json", data)
 		if err != nil || len(pkgs) != 1500 {
 			b.Fatalf("%d packages, %v", len(pkgs), err)
 		}

@@ -1,6 +1,6 @@
 // Package npm catalogs JavaScript packages: installed packages
 // (node_modules/**/package.json) and the lock files of npm
-// (package-lock.json v1–v3), Yarn (classic and berry yarn.lock) and pnpm
+// (package-lock.json and npm-shrinkwrap.json v1–v3), Yarn (classic and berry yarn.lock) and pnpm
 // (pnpm-lock.yaml, lockfile versions 5, 6 and 9).
 package npm
 
@@ -38,6 +38,7 @@ func (cataloger) Wants(p string, mode fs.FileMode, size int64) bool {
 	case strings.HasSuffix(p, "/package.json"):
 		return strings.Contains(p, "/node_modules/")
 	case strings.HasSuffix(p, "/package-lock.json"),
+		strings.HasSuffix(p, "/npm-shrinkwrap.json"),
 		strings.HasSuffix(p, "/yarn.lock"),
 		strings.HasSuffix(p, "/pnpm-lock.yaml"):
 		return !strings.Contains(p, "/node_modules/")
@@ -59,8 +60,8 @@ func (cataloger) Parse(ctx context.Context, f *catalog.File) ([]catalog.Package,
 	switch base {
 	case "package.json":
 		pkgs, err = parsePackageJSON(f.Path, data)
-	case "package-lock.json":
-		pkgs, err = parsePackageLock(f.Path, data)
+	case "package-lock.json", "npm-shrinkwrap.json":
+		pkgs, err = parsePackageLock(f.Path, base, data)
 	case "yarn.lock":
 		pkgs, err = parseYarnLock(f.Path, data)
 	case "pnpm-lock.yaml":

@@ -348,3 +348,23 @@ func TestSizeLimit(t *testing.T) {
 		t.Errorf("error = %v", err)
 	}
 }
+
+func TestShrinkwrapAndSpilledFile(t *testing.T) {
+	data := readTestdata(t, "package-lock-v3.json")
+	tmp, err := os.CreateTemp(t.TempDir(), "spill-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tmp.Close()
+	if _, err := tmp.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	f := catalog.NewSpilledFile("/srv/npm-shrinkwrap.json", 0o644, tmp, int64(len(data)), t.TempDir())
+	pkgs, err := New().Parse(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pkgs) != 7 || pkgs[0].Metadata["lockfile"] != "npm-shrinkwrap.json" || pkgs[0].Locations[0].Path != "/srv/npm-shrinkwrap.json" {
+		t.Errorf("got %d packages, first %+v", len(pkgs), pkgs[0])
+	}
+}

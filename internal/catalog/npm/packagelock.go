@@ -39,7 +39,7 @@ const nodeModules = "node_modules/"
 // parsePackageLock reads package-lock.json (and npm-shrinkwrap-like files of
 // the same format). Versions 2 and 3 are read from the "packages" map, version
 // 1 from the nested "dependencies" tree.
-func parsePackageLock(path string, data []byte) ([]catalog.Package, error) {
+func parsePackageLock(path, lockfile string, data []byte) ([]catalog.Package, error) {
 	var lock packageLock
 	decErr := json.Unmarshal(data, &lock)
 	if decErr != nil {
@@ -48,7 +48,7 @@ func parsePackageLock(path string, data []byte) ([]catalog.Package, error) {
 			return nil, decErr
 		}
 	}
-	c := newCollector(path, "package-lock.json")
+	c := newCollector(path, lockfile)
 	var bad []string
 	if lock.Packages != nil {
 		for key, p := range lock.Packages {

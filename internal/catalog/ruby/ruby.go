@@ -130,8 +130,9 @@ func clip(s string) string {
 func parseGemspec(path string, data []byte) ([]catalog.Package, error) {
 	var name, version, platform, stubName, stubVersion string
 	var licenses []string
-	for line := range strings.Lines(string(data)) {
-		t := strings.TrimSpace(line)
+	lines := strings.Split(string(data), "\n")
+	for i := 0; i < len(lines); i++ {
+		t := strings.TrimSpace(lines[i])
 		if rest, ok := strings.CutPrefix(t, "# stub:"); ok {
 			if fs := strings.Fields(rest); len(fs) >= 2 {
 				stubName, stubVersion = fs[0], fs[1]
@@ -156,6 +157,11 @@ func parseGemspec(path string, data []byte) ([]catalog.Package, error) {
 				platform = first(stringLiterals(expr))
 			}
 		case "license", "licenses":
+			// An array literal may span several lines.
+			for n := 0; n < 50 && strings.Count(expr, "[") > strings.Count(expr, "]") && i+1 < len(lines); n++ {
+				i++
+				expr += " " + strings.TrimSpace(lines[i])
+			}
 			if licenses == nil {
 				for _, l := range stringLiterals(expr) {
 					if l = strings.TrimSpace(l); l != "" {

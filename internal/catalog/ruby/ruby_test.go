@@ -88,6 +88,8 @@ func TestGemspec(t *testing.T) {
 			[]string{"nokogiri@1.15.4 platform=x86_64-linux lic=MIT,Apache-2.0"}, ""},
 		{"%w licenses", "Gem::Specification.new do |s|\n  s.name = \"bigdecimal\"\n  s.version = \"3.1.1\"\n  s.licenses = %w[Ruby BSD-2-Clause]\nend\n",
 			[]string{"bigdecimal@3.1.1 lic=Ruby,BSD-2-Clause"}, ""},
+		{"multi-line licenses", "Gem::Specification.new do |s|\n  s.name = \"concurrent-ruby\"\n  s.version = \"1.2.2\"\n  s.licenses = [\"MIT\".freeze,\n    \"Apache-2.0\".freeze]\n  s.summary = \"x\"\nend\n",
+			[]string{"concurrent-ruby@1.2.2 lic=MIT,Apache-2.0"}, ""},
 		{"stub line only", "# stub: racc 1.7.1 ruby lib\n", []string{"racc@1.7.1"}, ""},
 		{"comparison is not assignment", "# stub: a 1.0 ruby lib\nif s.name == \"x\"\n", []string{"a@1.0"}, ""},
 		{"nothing", "puts 1\n", nil, "no name or version"},
