@@ -3,6 +3,7 @@ package sbom
 import (
 	"bytes"
 	"encoding/json"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	cdx "github.com/CycloneDX/cyclonedx-go"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 	spdxjson "github.com/spdx/tools-golang/json"
 	"github.com/spdx/tools-golang/spdx/v2/common"
 	"github.com/spdx/tools-golang/spdxlib"
@@ -456,5 +458,55 @@ func TestImagePURL(t *testing.T) {
 		if got := ImagePURL(&tc.s); got != tc.want {
 			t.Errorf("ImagePURL(%q) = %q, want %q", tc.s.Name, got, tc.want)
 		}
+	}
+}
+
+// spdxSchema compiles the official SPDX 2.3 JSON schema kept under
+// testdata (see testdata/spdx-schema-2.3/README.md).
+func spdxSchema(t *testing.T) *jsonschema.Schema {
+	t.Helper()
+	const id = "http://spdx.org/rdf/terms/2.3"
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	if err := c.AddResource(id, loadJSON(t, filepath.Join("testdata", "spdx-schema-2.3", "spdx-schema.json"))); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Compile(id)
+	if err != nil {
+		t.Fatalf("compiling the SPDX 2.3 schema: %v", err)
+	}
+	return s
+}
+
+func TestSPDXValidAgainstSchema(t *testing.T) {
+	schema := spdxSchema(t)
+	s := testSubject()
+	var buf bytes.Buffer
+	if err := WriteSPDX(&buf, s, testPackages(s), testTool); err != nil {
+		t.Fatal(err)
+	}
+	if err := validateJSON(schema, buf.Bytes()); err != nil {
+		t.Fatalf("SPDX output is not valid against the SPDX 2.3 schema: %v", err)
+	}
+	// The schema is strict: the tag-value spelling of a purpose and an
+	// unknown field are rejected.
+	for old, bad := range map[string]string{
+		`"primaryPackagePurpose": "OPERATING_SYSTEM"`: `"primaryPackagePurpose": "OPERATING-SYSTEM"`,
+		`"downloadLocation": "NOASSERTION"`:           `"downloadLocations": "NOASSERTION"`,
+	} {
+		mod := bytes.Replace(buf.Bytes(), []byte(old), []byte(bad), 1)
+		if bytes.Equal(mod, buf.Bytes()) {
+			t.Fatalf("test setup: %s not in output", old)
+		}
+		if err := validateJSON(schema, mod); err == nil {
+			t.Errorf("schema accepted %s", bad)
+		}
+	}
+	buf.Reset()
+	if err := WriteSPDX(&buf, Subject{Name: "dir:/x"}, nil, ToolInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := validateJSON(schema, buf.Bytes()); err != nil {
+		t.Fatalf("empty SPDX output invalid: %v\n%s", err, buf.String())
 	}
 }

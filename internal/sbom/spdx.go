@@ -97,7 +97,7 @@ func BuildSPDX(s Subject, pkgs []catalog.Package, tool ToolInfo) *spdx.Document 
 			PackageLicenseConcluded:   noAssertion,
 			PackageLicenseDeclared:    noAssertion,
 			PackageCopyrightText:      noAssertion,
-			PrimaryPackagePurpose:     "OPERATING-SYSTEM",
+			PrimaryPackagePurpose:     "OPERATING_SYSTEM", // the JSON schema spells it with "_"
 		})
 		doc.Relationships = append(doc.Relationships, &spdx.Relationship{
 			RefA:         common.MakeDocElementID("", spdxRootID),
