@@ -248,3 +248,21 @@ func readChecked(dbFile string) time.Time {
 	}
 	return t
 }
+
+// StaleWarnings returns one warning per ecosystem of the opened database
+// whose data was last known current more than maxAge before now, for a
+// scan to print.
+func (db *DB) StaleWarnings(now time.Time, maxAge time.Duration) []string {
+	st, err := Status(db.Dir)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var out []string
+	for _, s := range st {
+		if s.Error == "" && s.Stale(now, maxAge) {
+			out = append(out, fmt.Sprintf("vulnerability data for %s is %s old (older than %s): run `moat db update`",
+				s.Ecosystem, now.Sub(s.Fresh()).Round(time.Hour), maxAge))
+		}
+	}
+	return out
+}

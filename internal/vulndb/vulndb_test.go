@@ -452,3 +452,24 @@ func TestRecordRoundTrip(t *testing.T) {
 		t.Fatalf("round trip: %+v", got)
 	}
 }
+
+func TestStaleWarnings(t *testing.T) {
+	src := t.TempDir()
+	writeZip(t, filepath.Join(src, "Debian", "all.zip"), map[string]string{"DSA-5000-1.json": debRecord})
+	dir := t.TempDir()
+	old := time.Now().Add(-100 * time.Hour)
+	if _, err := Import(context.Background(), dir, []string{filepath.Join(src, "Debian", "all.zip")}, ImportOptions{Now: func() time.Time { return old }}); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if w := db.StaleWarnings(time.Now(), DefaultMaxAge); len(w) != 1 || !strings.Contains(w[0], "Debian") || !strings.Contains(w[0], "moat db update") {
+		t.Errorf("warnings = %v", w)
+	}
+	if w := db.StaleWarnings(time.Now(), 200*time.Hour); len(w) != 0 {
+		t.Errorf("fresh data warned: %v", w)
+	}
+}
