@@ -65,12 +65,15 @@ func BuildCycloneDX(s Subject, pkgs []catalog.Package, tool ToolInfo) *cdx.BOM {
 	return bom
 }
 
-// EncodeCycloneDX writes bom as indented CycloneDX 1.6 JSON.
+// EncodeCycloneDX writes bom as indented JSON, as it is: sections added
+// to a BOM from BuildCycloneDX must use CycloneDX 1.6 features only (the
+// encoder's down-conversion deep-copies the whole BOM, which is slow for
+// large images).
 func EncodeCycloneDX(w io.Writer, bom *cdx.BOM) error {
 	enc := cdx.NewBOMEncoder(w, cdx.BOMFileFormatJSON)
 	enc.SetPretty(true)
 	enc.SetEscapeHTML(false)
-	if err := enc.EncodeVersion(bom, cdx.SpecVersion1_6); err != nil {
+	if err := enc.Encode(bom); err != nil {
 		return fmt.Errorf("writing CycloneDX: %w", err)
 	}
 	return nil

@@ -51,24 +51,14 @@ func Read(r io.Reader) (Subject, []catalog.Package, error) {
 	}
 	switch trimmed[0] {
 	case '{':
-		var top map[string]json.RawMessage
-		if err := json.Unmarshal(trimmed, &top); err != nil {
-			return Subject{}, nil, fmt.Errorf("SBOM is not valid JSON: %w", err)
+		kind, err := sniffJSON(trimmed)
+		if err != nil {
+			return Subject{}, nil, err
 		}
-		if raw, ok := top["bomFormat"]; ok {
-			var f string
-			if json.Unmarshal(raw, &f) != nil || f != "CycloneDX" {
-				return Subject{}, nil, fmt.Errorf("JSON bomFormat is %s, want \"CycloneDX\": %w", truncate(string(raw)), ErrUnknownFormat)
-			}
-			return readCycloneDX(trimmed, cdx.BOMFileFormatJSON)
+		if strings.HasPrefix(kind, "SPDX") {
+			return readSPDX(trimmed, kind)
 		}
-		if _, ok := top["spdxVersion"]; ok {
-			return readSPDX(trimmed, false)
-		}
-		if _, ok := top["@context"]; ok {
-			return Subject{}, nil, fmt.Errorf("JSON-LD document (SPDX 3?) is not supported: %w", ErrUnknownFormat)
-		}
-		return Subject{}, nil, fmt.Errorf("JSON document has neither \"bomFormat\" (CycloneDX) nor \"spdxVersion\" (SPDX): %w", ErrUnknownFormat)
+		return readCycloneDX(trimmed, cdx.BOMFileFormatJSON)
 	case '<':
 		head := trimmed[:min(len(trimmed), 4096)]
 		switch {
@@ -80,9 +70,58 @@ func Read(r io.Reader) (Subject, []catalog.Package, error) {
 		return Subject{}, nil, fmt.Errorf("XML document is not a CycloneDX BOM (no cyclonedx.org/schema/bom namespace): %w", ErrUnknownFormat)
 	}
 	if looksLikeTagValue(trimmed) {
-		return readSPDX(trimmed, true)
+		return readSPDX(trimmed, "")
 	}
 	return Subject{}, nil, fmt.Errorf("input starts with %q: %w", truncate(string(trimmed[:min(len(trimmed), 32)])), ErrUnknownFormat)
+}
+
+// sniffJSON tells CycloneDX from SPDX by the top-level keys. Both formats
+// put their marker key first in practice, so only a few tokens are read.
+func sniffJSON(data []byte) (string, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	notJSON := func(err error) error { return fmt.Errorf("SBOM is not valid JSON: %w", err) }
+	if _, err := dec.Token(); err != nil { // '{'
+		return "", notJSON(err)
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", notJSON(err)
+		}
+		key, _ := tok.(string)
+		switch key {
+		case "bomFormat":
+			var f any
+			if err := dec.Decode(&f); err != nil {
+				return "", notJSON(err)
+			}
+			if f != "CycloneDX" {
+				b, _ := json.Marshal(f)
+				return "", fmt.Errorf("JSON bomFormat is %s, want \"CycloneDX\": %w", truncate(string(b)), ErrUnknownFormat)
+			}
+			return "cyclonedx", nil
+		case "spdxVersion":
+			var v any
+			if err := dec.Decode(&v); err != nil {
+				return "", notJSON(err)
+			}
+			if vs, ok := v.(string); ok && strings.HasPrefix(vs, "SPDX-") {
+				return vs, nil
+			}
+			b, _ := json.Marshal(v)
+			return "", fmt.Errorf("JSON spdxVersion is %s, want \"SPDX-2.x\": %w", truncate(string(b)), ErrUnknownFormat)
+		case "@context":
+			return "", fmt.Errorf("JSON-LD document (SPDX 3?) is not supported: %w", ErrUnknownFormat)
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return "", notJSON(err)
+		}
+	}
+	if _, err := dec.Token(); err != nil { // '}'
+		return "", notJSON(err)
+	}
+	return "", fmt.Errorf("JSON document has neither \"bomFormat\" (CycloneDX) nor \"spdxVersion\" (SPDX): %w", ErrUnknownFormat)
 }
 
 func truncate(s string) string {
@@ -130,8 +169,15 @@ func readCycloneDX(data []byte, format cdx.BOMFileFormat) (Subject, []catalog.Pa
 	}
 	var bom cdx.BOM
 	if err := guard(what, func() error {
+		if format == cdx.BOMFileFormatJSON {
+			return json.Unmarshal(data, &bom) // what cdx's JSON decoder does, without a copy
+		}
 		return cdx.NewBOMDecoder(bytes.NewReader(data), format).Decode(&bom)
 	}); err != nil {
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) {
+			return Subject{}, nil, fmt.Errorf("reading %s: not valid JSON: %w", what, err)
+		}
 		return Subject{}, nil, fmt.Errorf("reading %s: %w", what, err)
 	}
 	var s Subject
@@ -326,17 +372,26 @@ func finish(s *Subject, pkgs []catalog.Package) {
 
 // ---- SPDX ----
 
-func readSPDX(data []byte, tagValue bool) (Subject, []catalog.Package, error) {
+// readSPDX reads SPDX JSON of the given spdxVersion, or tag-value when
+// jsonVersion is "".
+func readSPDX(data []byte, jsonVersion string) (Subject, []catalog.Package, error) {
 	what := "SPDX JSON SBOM"
-	if tagValue {
+	if jsonVersion == "" {
 		what = "SPDX tag-value SBOM"
 	}
 	var doc *spdx.Document
 	err := guard(what, func() error {
 		var err error
-		if tagValue {
+		switch jsonVersion {
+		case "":
 			doc, err = tagvalue.Read(bytes.NewReader(data))
-		} else {
+		case spdx.Version:
+			// The current model is SPDX 2.3: decode straight into it
+			// rather than through tools-golang's version detection and
+			// conversion, which parse the document twice more.
+			doc = new(spdx.Document)
+			err = json.Unmarshal(data, doc)
+		default:
 			doc, err = spdxjson.Read(bytes.NewReader(data))
 		}
 		return err
