@@ -368,3 +368,37 @@ func TestShrinkwrapAndSpilledFile(t *testing.T) {
 		t.Errorf("got %d packages, first %+v", len(pkgs), pkgs[0])
 	}
 }
+
+func TestLockFilesToleratePartialDamage(t *testing.T) {
+	// Duplicate keys (hand-edited files) and one undecodable entry must not
+	// lose the other packages.
+	berry := "__metadata:\n  version: 6\n\n\"a@npm:1.0.0\":\n  version: 1.0.0\n  resolution: \"a@npm:1.0.0\"\n\n\"a@npm:1.0.0\":\n  version: 1.0.0\n  resolution: \"a@npm:1.0.0\"\n\n\"b@npm:2.0.0\":\n  version: [2]\n  resolution: \"b@npm:2.0.0\"\n\n\"c@npm:3.0.0\":\n  version: 3.0.0\n  resolution: \"c@npm:3.0.0\"\n"
+	pkgs, err := parseFile(t, "/app/yarn.lock", []byte(berry))
+	check(t, pkgs, []string{"a@1.0.0", "c@3.0.0"})
+	if err == nil || !strings.Contains(err.Error(), `line 12: entry "b@npm:2.0.0"`) {
+		t.Errorf("error = %v", err)
+	}
+
+	pnpm := "lockfileVersion: '6.0'\npackages:\n  /a@1.0.0:\n    dev: false\n  /b@2.0.0:\n    dev: [oops]\n  /c@3.0.0:\n    dev: true\n"
+	pkgs, err = parseFile(t, "/app/pnpm-lock.yaml", []byte(pnpm))
+	check(t, pkgs, []string{"a@1.0.0", "c@3.0.0 dev"})
+	if err == nil || !strings.Contains(err.Error(), `line 5: packages entry "/b@2.0.0"`) {
+		t.Errorf("error = %v", err)
+	}
+
+	// A v2-style key inside a v1 tree.
+	pkgs, err = parseFile(t, "/app/package-lock.json", []byte(`{"lockfileVersion":1,"dependencies":{"node_modules/async":{"version":"3.2.4","dev":true}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, pkgs, []string{"async@3.2.4 dev"})
+}
+
+func TestPnpmMultiDocument(t *testing.T) {
+	lock := "---\nlockfileVersion: '9.0'\nimporters:\n  .:\n    configDependencies: {}\n\n---\nlockfileVersion: '9.0'\nimporters:\n  .:\n    dependencies:\n      left-pad:\n        specifier: ^1.3.0\n        version: 1.3.0\npackages:\n  left-pad@1.3.0:\n    resolution: {integrity: sha512-x}\nsnapshots:\n  left-pad@1.3.0: {}\n"
+	pkgs, err := parseFile(t, "/app/pnpm-lock.yaml", []byte(lock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, pkgs, []string{"left-pad@1.3.0"})
+}

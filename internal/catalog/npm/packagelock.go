@@ -94,6 +94,9 @@ func walkV1(c *collector, deps map[string]*lockDep, bad *[]string) {
 		}
 		version := d.Version
 		realName := name
+		if i := strings.LastIndex(name, nodeModules); i >= 0 {
+			realName = name[i+len(nodeModules):] // a v2-style key in a v1 tree
+		}
 		if rest, ok := strings.CutPrefix(version, "npm:"); ok {
 			// "alias": {"version": "npm:real-name@1.2.3"}
 			n, v, ok := splitNameAt(rest)

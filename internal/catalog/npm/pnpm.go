@@ -12,10 +12,10 @@ import (
 )
 
 type pnpmLock struct {
-	LockfileVersion any                       `yaml:"lockfileVersion"`
-	Packages        map[string]pnpmPkg        `yaml:"packages"`
-	Snapshots       map[string]pnpmSnapshot   `yaml:"snapshots"`
-	Importers       map[string]pnpmImporterV9 `yaml:"importers"`
+	LockfileVersion string
+	Packages        map[string]pnpmPkg
+	Snapshots       map[string]pnpmSnapshot
+	Importers       map[string]pnpmImporterV9
 }
 
 type pnpmPkg struct {
@@ -44,12 +44,11 @@ type pnpmImporterV9 struct {
 // "/name/1.2.3_peer@1.0.0" (lockfile 5.x), "/name@1.2.3(peer@1.0.0)" (6.x)
 // and "name@1.2.3" (9.x, with peer variants under "snapshots").
 func parsePnpmLock(path string, data []byte) ([]catalog.Package, error) {
-	lock, err := decodePnpm(data)
+	lock, bad, err := decodePnpm(data)
 	if err != nil {
 		return nil, err
 	}
 	c := newCollector(path, "pnpm-lock.yaml")
-	var bad []string
 	var devOnly map[string]bool
 	if lock.Snapshots != nil && lock.Importers != nil {
 		devOnly = pnpmDevOnly(lock)
@@ -84,28 +83,105 @@ func parsePnpmLock(path string, data []byte) ([]catalog.Package, error) {
 }
 
 // decodePnpm decodes the lock file document (pnpm 10 may precede it with a
-// separate document for configuration dependencies).
-func decodePnpm(data []byte) (*pnpmLock, error) {
+// separate document for configuration dependencies). Entries are decoded one
+// by one so that a bad entry is reported without losing the others.
+func decodePnpm(data []byte) (*pnpmLock, []string, error) {
 	dec := yaml.NewDecoder(strings.NewReader(string(data)))
-	var last *pnpmLock
+	var root *yaml.Node
 	for i := 0; i < 8; i++ {
-		var l pnpmLock
-		err := dec.Decode(&l)
+		var doc yaml.Node
+		err := dec.Decode(&doc)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("invalid YAML: %w", err)
+			return nil, nil, fmt.Errorf("invalid YAML: %w", err)
 		}
-		last = &l
-		if l.Packages != nil {
-			return last, nil
+		m := mapping(&doc)
+		if m == nil {
+			continue
+		}
+		root = m
+		if lookup(m, "packages") != nil {
+			break
 		}
 	}
-	if last == nil {
-		return nil, errors.New("empty file")
+	if root == nil {
+		return nil, nil, errors.New("no YAML mapping in the file")
 	}
-	return last, nil
+	lock := &pnpmLock{}
+	var bad []string
+	if n := lookup(root, "lockfileVersion"); n != nil {
+		lock.LockfileVersion = n.Value
+	}
+	lock.Packages = decodeEntries[pnpmPkg](lookup(root, "packages"), "packages", &bad)
+	lock.Snapshots = decodeEntries[pnpmSnapshot](lookup(root, "snapshots"), "snapshots", &bad)
+	if lock.Snapshots != nil {
+		lock.Importers = decodeEntries[pnpmImporterV9](lookup(root, "importers"), "importers", &bad)
+	}
+	return lock, bad, nil
+}
+
+// mapping returns the mapping node n is or holds (through a document or an
+// alias), or nil.
+func mapping(n *yaml.Node) *yaml.Node {
+	for range 4 {
+		if n == nil {
+			return nil
+		}
+		switch n.Kind {
+		case yaml.MappingNode:
+			return n
+		case yaml.DocumentNode:
+			if len(n.Content) == 0 {
+				return nil
+			}
+			n = n.Content[0]
+		case yaml.AliasNode:
+			n = n.Alias
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+// lookup returns the value of key in mapping m, or nil.
+func lookup(m *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// decodeEntries decodes each value of mapping n into a T, keyed by its key.
+// Undecodable entries are reported in bad. A missing section gives nil.
+func decodeEntries[T any](n *yaml.Node, section string, bad *[]string) map[string]T {
+	m := mapping(n)
+	if m == nil {
+		if n != nil && n.Tag != "!!null" {
+			*bad = append(*bad, fmt.Sprintf("line %d: %s is not a mapping", n.Line, section))
+		}
+		return nil
+	}
+	out := make(map[string]T, len(m.Content)/2)
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		var t T
+		if err := v.Decode(&t); err != nil {
+			*bad = append(*bad, fmt.Sprintf("line %d: %s entry %q: %v", k.Line, section, clip(k.Value), oneLine(err)))
+			continue
+		}
+		out[k.Value] = t
+	}
+	return out
+}
+
+// oneLine flattens yaml.v3's multi-line error messages.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
 }
 
 // parsePnpmKey extracts the package name and version from a key of the

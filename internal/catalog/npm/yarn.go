@@ -132,29 +132,35 @@ type berryEntry struct {
 // resolved from the npm registry are reported: workspaces, links, portals and
 // patched copies (whose unpatched package is listed too) are not.
 func parseYarnBerry(path string, data []byte) ([]catalog.Package, error) {
-	var doc map[string]yaml.Node
+	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("invalid YAML: %w", err)
 	}
+	root := mapping(&doc)
+	if root == nil {
+		return nil, errors.New("the YAML document is not a mapping of entries")
+	}
 	c := newCollector(path, "yarn.lock")
 	var bad []string
-	for key, node := range doc {
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, node := root.Content[i], root.Content[i+1]
+		key := k.Value
 		if key == "__metadata" {
 			continue
 		}
 		var e berryEntry
 		if err := node.Decode(&e); err != nil {
-			bad = append(bad, fmt.Sprintf("line %d: entry %q: %v", node.Line, clip(key), err))
+			bad = append(bad, fmt.Sprintf("line %d: entry %q: %v", k.Line, clip(key), oneLine(err)))
 			continue
 		}
 		res := e.Resolution
 		if res == "" {
-			bad = append(bad, fmt.Sprintf("line %d: entry %q has no resolution", node.Line, clip(key)))
+			bad = append(bad, fmt.Sprintf("line %d: entry %q has no resolution", k.Line, clip(key)))
 			continue
 		}
 		name, ref, ok := splitNameAt(res)
 		if !ok || !validName(name) {
-			bad = append(bad, fmt.Sprintf("line %d: cannot read a package name from resolution %q", node.Line, clip(res)))
+			bad = append(bad, fmt.Sprintf("line %d: cannot read a package name from resolution %q", k.Line, clip(res)))
 			continue
 		}
 		v, isNpm := strings.CutPrefix(ref, "npm:")
