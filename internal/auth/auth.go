@@ -287,6 +287,15 @@ func (s *Service) Allowed(ctx context.Context, p *Principal, typ, name string, a
 			return !slices.Contains(granted, a) && !slices.Contains(granted, ActionAll)
 		})
 	}
+	if typ == "repository" && slices.Contains(actions, ActionAll) {
+		// "*" asks for everything: grant each action the caller has, and
+		// "*" itself only to those who have them all.
+		actions = []string{ActionPull, ActionPush, ActionDelete}
+		if slices.Contains(can, ActionPull) && slices.Contains(can, ActionPush) && slices.Contains(can, ActionDelete) {
+			can = append(slices.Clone(can), ActionAll)
+			actions = append(actions, ActionAll)
+		}
+	}
 	var out []string
 	for _, a := range actions {
 		if slices.Contains(can, a) || (slices.Contains(can, ActionAll) && typ == "registry") {

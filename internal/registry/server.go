@@ -145,7 +145,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, info))
 	s.dispatch(sw, r)
 	s.Log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-		slog.String("method", r.Method), slog.String("path", r.URL.Path),
+		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("query", r.URL.RawQuery),
 		slog.Int("status", sw.status), slog.Int64("bytes_out", sw.n), slog.Int64("bytes_in", r.ContentLength),
 		slog.Duration("duration", time.Since(start)), slog.String("remote", remoteIP(r)),
 		slog.String("actor", info.actor))
