@@ -200,6 +200,9 @@ func cdxLicenses(ls []string) *cdx.Licenses {
 			continue
 		}
 		seen[l] = true
+		if norm, ok, compound := normalizeExpression(l); ok && !compound {
+			l = norm // "(mit)" → "MIT"
+		}
 		if id, ok := canonicalLicenseID(l); ok {
 			out = append(out, cdx.LicenseChoice{License: &cdx.License{ID: id}})
 		} else {

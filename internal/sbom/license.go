@@ -227,6 +227,10 @@ func normalizeExpression(s string) (norm string, ok, compound bool) {
 	if !p.expr() || p.pos != len(toks) {
 		return "", false, false
 	}
+	// Parentheses around the whole expression say nothing.
+	for len(toks) >= 2 && toks[0].kind == tokOpen && toks[len(toks)-1].kind == tokClose && enclosed(toks) {
+		toks = toks[1 : len(toks)-1]
+	}
 	var b strings.Builder
 	for i, t := range toks {
 		if i > 0 && t.kind != tokClose && toks[i-1].kind != tokOpen {
