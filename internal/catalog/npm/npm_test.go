@@ -402,3 +402,54 @@ func TestPnpmMultiDocument(t *testing.T) {
 	}
 	check(t, pkgs, []string{"left-pad@1.3.0"})
 }
+
+// TestRealLockFilesAgree parses the lock files that npm, pnpm 8 and 9 and
+// Yarn 1 and 4 wrote for the same project: they must describe the same
+// packages, and pnpm's dev flags (computed from the dependency graph for
+// lockfile 9) must match npm's.
+func TestRealLockFilesAgree(t *testing.T) {
+	parse := func(file, as string) (all, dev []string) {
+		t.Helper()
+		pkgs, err := parseFile(t, "/app/"+as, readTestdata(t, "real/"+file))
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		for _, p := range pkgs {
+			all = append(all, p.Name+"@"+p.Version)
+			if p.Metadata["dev"] == "true" {
+				dev = append(dev, p.Name+"@"+p.Version)
+			}
+		}
+		return all, dev
+	}
+	npmAll, npmDev := parse("package-lock.json", "package-lock.json")
+	if len(npmAll) != 175 || len(npmDev) != 96 {
+		t.Fatalf("package-lock.json: %d packages, %d dev; want 175, 96", len(npmAll), len(npmDev))
+	}
+	for _, tt := range []struct{ file, as string }{
+		{"pnpm-lock-v9.yaml", "pnpm-lock.yaml"},
+		{"pnpm-lock-v6.yaml", "pnpm-lock.yaml"},
+	} {
+		all, dev := parse(tt.file, tt.as)
+		if !slices.Equal(all, npmAll) {
+			t.Errorf("%s: packages differ from package-lock.json:\n%q", tt.file, all)
+		}
+		if !slices.Equal(dev, npmDev) {
+			t.Errorf("%s: dev packages differ from package-lock.json:\n%q", tt.file, dev)
+		}
+	}
+	if all, _ := parse("yarn-v1.lock", "yarn.lock"); !slices.Equal(all, npmAll) {
+		t.Errorf("yarn-v1.lock: packages differ from package-lock.json:\n%q", all)
+	}
+	// Yarn 4 also locks node-gyp (and its dependencies), which it adds
+	// implicitly for packages with native builds.
+	berry, _ := parse("yarn-berry.lock", "yarn.lock")
+	for _, p := range npmAll {
+		if !slices.Contains(berry, p) {
+			t.Errorf("yarn-berry.lock lacks %s", p)
+		}
+	}
+	if len(berry) != 195 || !slices.Contains(berry, "node-gyp@13.1.0") {
+		t.Errorf("yarn-berry.lock: %d packages, want 195 including node-gyp", len(berry))
+	}
+}
