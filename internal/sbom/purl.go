@@ -8,6 +8,7 @@ import (
 	packageurl "github.com/package-url/packageurl-go"
 
 	"github.com/moat-dev/moat/internal/catalog"
+	"github.com/moat-dev/moat/internal/catalog/gobinary"
 	"github.com/moat-dev/moat/internal/catalog/rpm"
 	"github.com/moat-dev/moat/internal/distro"
 )
@@ -71,7 +72,8 @@ func splitDistro(d string) (string, string) {
 //	apk       → apk,      distro=alpine-3.20.1 → "Alpine:v3.20"; namespace wolfi → "Wolfi"
 //	rpm       → rpm,      distro=rocky-9.3 → "Rocky Linux:9" (see EcosystemForDistro);
 //	            Version stays "V-R" (as the rpm cataloger has it), Release is R
-//	golang    → golang,   "Go";       Name is namespace/name (the module path)
+//	golang    → golang,   "Go";       Name is namespace/name (the module path);
+//	            stdlib versions are written like the Go binary cataloger's ("v1.21.3")
 //	npm       → npm,      "npm";      Name is "@scope/name" for scoped packages
 //	pypi      → pypi,     "PyPI"
 //	maven     → maven,    "Maven";    Namespace is the group ID
@@ -154,6 +156,11 @@ func PackageFromPURL(purl string) (catalog.Package, error) {
 		p.Ecosystem = "Go"
 		if u.Namespace != "" {
 			p.Name = u.Namespace + "/" + u.Name
+		}
+		if p.Name == "stdlib" && p.Version != "" {
+			// As the Go binary cataloger writes it: "go1.21.3",
+			// "1.21.3" → "v1.21.3".
+			p.Version = gobinary.GoVersionToSemver("go" + strings.TrimPrefix(strings.TrimPrefix(p.Version, "go"), "v"))
 		}
 	case catalog.TypeNpm:
 		p.Ecosystem = "npm"

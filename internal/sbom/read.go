@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	cdx "github.com/CycloneDX/cyclonedx-go"
+	packageurl "github.com/package-url/packageurl-go"
 	spdxjson "github.com/spdx/tools-golang/json"
 	"github.com/spdx/tools-golang/spdx"
 	"github.com/spdx/tools-golang/spdx/v2/common"
@@ -187,6 +188,9 @@ func readCycloneDX(data []byte, format cdx.BOMFileFormat) (Subject, []catalog.Pa
 		if looksLikeDigest(mc.Version) {
 			s.Digest = mc.Version
 		}
+		if s.Digest == "" {
+			s.Digest = digestFromOCIPURL(mc.PackageURL)
+		}
 		if mc.Properties != nil {
 			sr := subjectReader{s: &s}
 			for _, p := range *mc.Properties {
@@ -218,6 +222,18 @@ func readCycloneDX(data []byte, format cdx.BOMFileFormat) (Subject, []catalog.Pa
 	walk(bom.Components, 0)
 	finish(&s, pkgs)
 	return s, pkgs, nil
+}
+
+// digestFromOCIPURL returns the digest a pkg:oci package URL names.
+func digestFromOCIPURL(purl string) string {
+	if !strings.HasPrefix(purl, "pkg:oci/") {
+		return ""
+	}
+	u, err := packageurl.FromString(purl)
+	if err != nil || !looksLikeDigest(u.Version) {
+		return ""
+	}
+	return u.Version
 }
 
 func looksLikeDigest(v string) bool {
@@ -471,6 +487,13 @@ func readSPDX(data []byte, jsonVersion string) (Subject, []catalog.Package, erro
 			if looksLikeDigest(sp.PackageVersion) {
 				s.Digest = sp.PackageVersion
 			}
+			if s.Digest == "" {
+				for _, ref := range sp.PackageExternalReferences {
+					if ref != nil && ref.RefType == common.TypePackageManagerPURL {
+						s.Digest = digestFromOCIPURL(ref.Locator)
+					}
+				}
+			}
 			sr := subjectReader{s: &s}
 			for _, pr := range props(sp.PackageSPDXIdentifier) {
 				sr.apply(pr.name, pr.value)
@@ -502,8 +525,12 @@ func readSPDX(data []byte, jsonVersion string) (Subject, []catalog.Package, erro
 			}
 		}
 		p := basePackage(ours, sp.PackageName, sp.PackageVersion, "", purl)
-		for _, pr := range ps {
-			applyPackageProperty(&p, pr.name, pr.value)
+		if ours {
+			for _, pr := range ps {
+				applyPackageProperty(&p, pr.name, pr.value)
+			}
+		} else {
+			applyForeignProperties(&p, trivyAnnotations(notes[sp.PackageSPDXIdentifier]))
 		}
 		lic := sp.PackageLicenseDeclared
 		if isNoLicense(lic) {
@@ -521,6 +548,23 @@ func readSPDX(data []byte, jsonVersion string) (Subject, []catalog.Package, erro
 	}
 	finish(&s, pkgs)
 	return s, pkgs, nil
+}
+
+// trivyAnnotations turns the "Key: value" annotation comments Trivy writes
+// in SPDX into the property names it uses in CycloneDX.
+func trivyAnnotations(comments []string) []cdx.Property {
+	var ps []cdx.Property
+	for _, c := range comments {
+		k, v, ok := strings.Cut(c, ": ")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "LayerDiffID", "SrcName", "SrcVersion", "SrcRelease", "SrcEpoch", "FilePath":
+			ps = append(ps, cdx.Property{Name: "aquasecurity:trivy:" + k, Value: strings.TrimSpace(v)})
+		}
+	}
+	return ps
 }
 
 func isNoLicense(l string) bool {

@@ -63,7 +63,7 @@ func TestReadSyftCycloneDX(t *testing.T) {
 
 func TestReadTrivyCycloneDX(t *testing.T) {
 	s, got := readFile(t, "trivy-cyclonedx.json")
-	compareSubject(t, s, Subject{Name: "registry.access.redhat.com/ubi9:9.3", OSName: "redhat", OSVersion: "9.3"})
+	compareSubject(t, s, Subject{Name: "registry.access.redhat.com/ubi9:9.3", Digest: "sha256:" + strings.Repeat("abcdef", 10) + "abcd", OSName: "redhat", OSVersion: "9.3"})
 	want := []catalog.Package{
 		{Name: "openssl-libs", Version: "3.0.7-27.el9", Release: "27.el9", Epoch: intp(1), Type: "rpm", Ecosystem: "Red Hat", Arch: "x86_64",
 			PURL:       "pkg:rpm/redhat/openssl-libs@3.0.7-27.el9?arch=x86_64&distro=redhat-9.3&epoch=1",
@@ -132,7 +132,9 @@ func TestPackageFromPURL(t *testing.T) {
 		{"pkg:golang/golang.org/x/net@v0.17.0",
 			catalog.Package{Name: "golang.org/x/net", Version: "v0.17.0", Type: "golang", Ecosystem: "Go"}},
 		{"pkg:golang/stdlib@1.21.3",
-			catalog.Package{Name: "stdlib", Version: "1.21.3", Type: "golang", Ecosystem: "Go"}},
+			catalog.Package{Name: "stdlib", Version: "v1.21.3", Type: "golang", Ecosystem: "Go"}},
+		{"pkg:golang/stdlib@go1.22rc1",
+			catalog.Package{Name: "stdlib", Version: "v1.22.0-rc.1", Type: "golang", Ecosystem: "Go"}},
 		{"pkg:npm/%40babel/core@7.23.2",
 			catalog.Package{Name: "@babel/core", Version: "7.23.2", Type: "npm", Ecosystem: "npm"}},
 		{"pkg:npm/lodash@4.17.21",
@@ -260,4 +262,16 @@ func TestReadUTF8BOMAndWhitespace(t *testing.T) {
 	if _, pkgs, err := Read(&buf); err != nil || len(pkgs) != len(testPackages(s)) {
 		t.Fatalf("read %d packages, %v", len(pkgs), err)
 	}
+}
+
+func TestReadTrivySPDX(t *testing.T) {
+	s, got := readFile(t, "trivy-spdx.json")
+	compareSubject(t, s, Subject{Name: "debian:12", Digest: "sha256:" + strings.Repeat("feed", 16), OSName: "debian", OSVersion: "12.5"})
+	want := []catalog.Package{
+		{Name: "libssl3", Version: "3.0.11-1~deb12u2", Type: "deb", Ecosystem: "Debian:12", Arch: "amd64",
+			PURL:       "pkg:deb/debian/libssl3@3.0.11-1~deb12u2?arch=amd64&distro=debian-12.5",
+			SourceName: "openssl", SourceVersion: "3.0.11-1~deb12u2", Licenses: []string{"Apache-2.0"},
+			Layer: -1, LayerDiffID: "sha256:" + strings.Repeat("55", 32)},
+	}
+	comparePackages(t, got, want)
 }
