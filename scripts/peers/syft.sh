@@ -28,18 +28,9 @@ syftmod=$(go mod download -json "github.com/anchore/syft@$VERSION" | sed -n 's/^
   echo "replace github.com/github/go-spdx/v2 v2.8.0 => github.com/github/go-spdx/v2 v2.7.0"
   echo "replace github.com/docker/cli v29.9.2+incompatible => github.com/docker/cli v29.9.3+incompatible"
 } > go.mod
-cat > main.go <<'GO'
-package main
-
-import _ "github.com/anchore/syft/cmd/syft"
-
-func main() {}
-GO
-rm main.go # only the go.mod is needed; build the syft command package directly
-go mod download 2>&1 | tail -5 || true
 go build -mod=mod -trimpath \
   -ldflags "-X main.version=${VERSION#v}" \
   -o "$BIN.tmp" github.com/anchore/syft/cmd/syft
 mv "$BIN.tmp" "$BIN"
 echo "syft.sh: built $BIN"
-"$BIN" version 2>/dev/null | head -3 || true
+SYFT_CHECK_FOR_APP_UPDATE=false "$BIN" version 2>/dev/null | head -3 || true

@@ -59,6 +59,11 @@ func key(eco, name, version string) string {
 		if name == "stdlib" {
 			version = strings.TrimPrefix(strings.TrimPrefix(version, "go"), "v")
 		}
+		// A main module built without version information: moat says
+		// "(devel)" (as debug/buildinfo does), syft "UNKNOWN".
+		if version == "UNKNOWN" {
+			version = "(devel)"
+		}
 	}
 	return name + "@" + version
 }
