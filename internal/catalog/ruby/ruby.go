@@ -328,7 +328,7 @@ func parseGemfileLock(path string, data []byte) ([]catalog.Package, error) {
 			continue
 		}
 		v := strings.TrimSuffix(rest, ")")
-		version, platform, _ := strings.Cut(v, "-")
+		version, platform := splitPlatform(v)
 		if !validName(name) || !validVersion(version) {
 			bad = append(bad, fmt.Sprintf("line %d: invalid gem name or version in %q", n, clip(entry)))
 			continue
@@ -356,4 +356,22 @@ func parseGemfileLock(path string, data []byte) ([]catalog.Package, error) {
 		return pkgs, errors.New(msg)
 	}
 	return pkgs, nil
+}
+
+// splitPlatform separates the platform Bundler appends to the version of a
+// platform-specific gem ("1.15.4-x86_64-linux", "9.4.3.0-java"). A hyphen
+// that does not introduce a platform is part of the version ("1.0.0-rc1").
+func splitPlatform(v string) (version, platform string) {
+	version, platform, ok := strings.Cut(v, "-")
+	if !ok {
+		return v, ""
+	}
+	switch {
+	case strings.Contains(platform, "-"), // cpu-os[-version]
+		platform == "java", platform == "jruby", platform == "dalvik",
+		strings.HasPrefix(platform, "universal"),
+		strings.Contains(platform, "mingw"), strings.Contains(platform, "mswin"):
+		return version, platform
+	}
+	return v, ""
 }

@@ -121,6 +121,8 @@ func TestGemfileLock(t *testing.T) {
 	check(t, pkgs, []string{
 		"acme-internal@2.3.0",
 		"actionpack@7.0.8",
+		"graphql@2.1.0-rc1",
+		"jruby-openssl@0.14.2 platform=java",
 		"nokogiri@1.15.4 platform=x86_64-linux",
 		"racc@1.7.1",
 		"rack@2.2.8",
