@@ -40,6 +40,10 @@ func FuzzPoetryLock(f *testing.F) {
 	fuzzParser(f, parsePoetryLock, "testdata/poetry.lock", "testdata/poetry2.lock")
 }
 
+func FuzzUVLock(f *testing.F) {
+	fuzzParser(f, parseUVLock, "testdata/uv.lock")
+}
+
 func FuzzPipfileLock(f *testing.F) {
 	fuzzParser(f, parsePipfileLock, "testdata/Pipfile.lock")
 }

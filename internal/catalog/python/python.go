@@ -1,6 +1,6 @@
 // Package python catalogs Python packages: installed distributions
 // (*.dist-info/METADATA, *.egg-info/PKG-INFO, *.egg-info files) and the lock
-// files of Poetry (poetry.lock), Pipenv (Pipfile.lock) and pip
+// files of Poetry (poetry.lock), uv (uv.lock), Pipenv (Pipfile.lock) and pip
 // (requirements*.txt, pinned versions only).
 package python
 
@@ -39,6 +39,7 @@ const (
 	kindPoetry
 	kindPipfile
 	kindRequirements
+	kindUV
 )
 
 func classify(p string) kind {
@@ -54,6 +55,8 @@ func classify(p string) kind {
 	switch {
 	case base == "poetry.lock":
 		k = kindPoetry
+	case base == "uv.lock":
+		k = kindUV
 	case base == "Pipfile.lock":
 		k = kindPipfile
 	case strings.HasPrefix(base, "requirements") && strings.HasSuffix(base, ".txt"):
@@ -94,6 +97,8 @@ func (cataloger) Parse(ctx context.Context, f *catalog.File) ([]catalog.Package,
 		return parsePipfileLock(f.Path, data)
 	case kindRequirements:
 		return parseRequirements(f.Path, data)
+	case kindUV:
+		return parseUVLock(f.Path, data)
 	}
 	return nil, errors.New("not a file the python cataloger reads")
 }

@@ -248,3 +248,27 @@ func TestSizeLimit(t *testing.T) {
 		t.Errorf("error = %v", err)
 	}
 }
+
+func TestUVLock(t *testing.T) {
+	pkgs, err := parseFile(t, "/app/uv.lock", readTestdata(t, "uv.lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// idna is a dev dependency of the project but also needed by anyio.
+	check(t, pkgs, []string{
+		"anyio@4.6.2.post1",
+		"colorama@0.4.6 dev",
+		"idna@3.10",
+		"iniconfig@2.0.0 dev",
+		"pytest@8.3.3 dev",
+		"rich@13.9.4",
+		"sniffio@1.3.1",
+	})
+	if pkgs[0].Metadata["lockfile"] != "uv.lock" {
+		t.Errorf("metadata %v", pkgs[0].Metadata)
+	}
+	_, err = parseFile(t, "/app/uv.lock", []byte("[[package]]\nname = \"a\"\nversion = \"1\"\nsource = { registry = \n"))
+	if err == nil || !strings.Contains(err.Error(), "invalid TOML") {
+		t.Errorf("error = %v", err)
+	}
+}
