@@ -1,6 +1,7 @@
 package npm
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -86,7 +87,7 @@ func parsePnpmLock(path string, data []byte) ([]catalog.Package, error) {
 // separate document for configuration dependencies). Entries are decoded one
 // by one so that a bad entry is reported without losing the others.
 func decodePnpm(data []byte) (*pnpmLock, []string, error) {
-	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var root *yaml.Node
 	for i := 0; i < 8; i++ {
 		var doc yaml.Node
