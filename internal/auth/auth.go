@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -396,4 +398,24 @@ func (s *Service) VerifyToken(ctx context.Context, raw string) (*Principal, erro
 func (s *Service) PublicKeyPEM() []byte {
 	der, _ := x509.MarshalPKIXPublicKey(&s.key.PublicKey)
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+// JWKS returns the token verification key as a JSON Web Key Set, so other
+// services (for example a registry mirror) can trust moat's tokens.
+func (s *Service) JWKS() []byte {
+	size := (s.key.Curve.Params().BitSize + 7) / 8
+	pad := func(b []byte) []byte {
+		out := make([]byte, size)
+		copy(out[size-len(b):], b)
+		return out
+	}
+	pub, _ := s.key.PublicKey.ECDH()
+	raw := pub.Bytes() // 0x04 || X || Y
+	k := map[string]string{
+		"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": s.kid,
+		"x": base64.RawURLEncoding.EncodeToString(pad(raw[1 : 1+size])),
+		"y": base64.RawURLEncoding.EncodeToString(pad(raw[1+size:])),
+	}
+	b, _ := json.Marshal(map[string]any{"keys": []any{k}})
+	return b
 }

@@ -120,7 +120,7 @@ type session struct {
 	gone   bool
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // loadSession returns the live session for id, restoring it from the
 // database after a restart (truncating bytes written after the last

@@ -160,6 +160,10 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(p, "/api/v1/"):
 		s.handleAdmin(w, r)
 		return
+	case p == "/token/jwks.json":
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(s.Auth.JWKS())
+		return
 	case p == "/healthz":
 		w.WriteHeader(http.StatusOK)
 		return
