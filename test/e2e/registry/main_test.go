@@ -7,6 +7,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -121,8 +122,15 @@ func startServe(t testing.TB, dataDir string, env []string, args ...string) *ser
 		}
 	})
 	deadline := time.Now().Add(20 * time.Second)
+	probe, scheme := http.DefaultClient, "http://"
+	for _, a := range args {
+		if a == "--dev" || a == "--tls-cert" {
+			scheme = "https://"
+			probe = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+		}
+	}
 	for {
-		resp, err := http.Get("http://" + s.addr + "/healthz")
+		resp, err := probe.Get(scheme + s.addr + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			return s
