@@ -1,0 +1,182 @@
+package signing
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// Media and artifact types of cosign's registry formats.
+const (
+	SimpleSigningMediaType = "application/vnd.dev.cosign.simplesigning.v1+json"
+	DSSEMediaType          = "application/vnd.dsse.envelope.v1+json"
+	// SignatureArtifactType is what cosign (--registry-referrers-mode
+	// oci-1-1) gives signature referrers; moat uses the same.
+	SignatureArtifactType = "application/vnd.dev.cosign.artifact.sig.v1+json"
+	// AttestationArtifactType is what cosign gives attestation referrers.
+	AttestationArtifactType = "application/vnd.in-toto+json"
+	// SignatureAnnotation holds the base64 signature on a signature layer.
+	SignatureAnnotation = "dev.cosignproject.cosign/signature"
+	// PredicateTypeAnnotation names an attestation layer's predicate type.
+	PredicateTypeAnnotation = "predicateType"
+)
+
+// Limits on what verification examines, so that a registry listing
+// thousands of artifacts cannot make moat do unbounded work.
+const (
+	MaxReferrers  = 1000 // referrer descriptors examined per image
+	MaxSignatures = 1000 // signature layers examined per image (tag + referrers)
+	maxManifest   = 4 << 20
+)
+
+// Remote says how to reach registries.
+type Remote struct {
+	// Insecure allows plain HTTP (and unverified TLS) registries.
+	Insecure bool
+	// Keychain resolves credentials; nil means the docker config keychain.
+	Keychain authn.Keychain
+	// Transport overrides the HTTP transport (tests).
+	Transport http.RoundTripper
+	// Tag and Referrers choose where signatures are stored and looked up;
+	// both false means both true.
+	NoTag, NoReferrers bool
+
+	puller *remote.Puller
+	pusher *remote.Pusher
+}
+
+func (r *Remote) nameOpts() []name.Option {
+	if r.Insecure {
+		return []name.Option{name.Insecure}
+	}
+	return nil
+}
+
+func (r *Remote) options(ctx context.Context) []remote.Option {
+	kc := r.Keychain
+	if kc == nil {
+		kc = authn.DefaultKeychain
+	}
+	tr := r.Transport
+	if tr == nil {
+		t := remote.DefaultTransport.(*http.Transport).Clone()
+		t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+		t.MaxIdleConnsPerHost = 16
+		if r.Insecure {
+			t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // --insecure asked for it
+		}
+		tr = t
+	}
+	return []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(kc), remote.WithTransport(tr),
+		remote.WithUserAgent("moat"), remote.WithJobs(4)}
+}
+
+func (r *Remote) pull(ctx context.Context) ([]remote.Option, error) {
+	opts := r.options(ctx)
+	if r.puller == nil {
+		p, err := remote.NewPuller(opts...)
+		if err != nil {
+			return nil, err
+		}
+		r.puller = p
+	}
+	return append(opts, remote.Reuse(r.puller)), nil
+}
+
+func (r *Remote) push(ctx context.Context) ([]remote.Option, error) {
+	opts := r.options(ctx)
+	if r.pusher == nil {
+		p, err := remote.NewPusher(opts...)
+		if err != nil {
+			return nil, err
+		}
+		r.pusher = p
+	}
+	return append(opts, remote.Reuse(r.pusher)), nil
+}
+
+// Subject is a resolved image: its repository, digest and descriptor.
+type Subject struct {
+	Ref        name.Digest
+	Descriptor v1.Descriptor
+}
+
+// Resolve turns REF (tag or digest) into the image manifest digest with a
+// HEAD request (GET when the registry does not answer HEAD). Signing always
+// works on the digest, never on a tag.
+func (r *Remote) Resolve(ctx context.Context, ref string) (*Subject, error) {
+	nr, err := name.ParseReference(ref, r.nameOpts()...)
+	if err != nil {
+		return nil, fmt.Errorf("parse reference %q: %w", ref, err)
+	}
+	opts, err := r.pull(ctx)
+	if err != nil {
+		return nil, err
+	}
+	desc, err := remote.Head(nr, opts...)
+	if err != nil {
+		var te *transport.Error
+		if errors.As(err, &te) && te.StatusCode == http.StatusNotFound {
+			return nil, fmt.Errorf("image %s not found", ref)
+		}
+		full, gerr := remote.Get(nr, opts...)
+		if gerr != nil {
+			return nil, fmt.Errorf("resolve %s: %w", ref, gerr)
+		}
+		desc = &full.Descriptor
+	}
+	if d, ok := nr.(name.Digest); ok && d.DigestStr() != desc.Digest.String() {
+		return nil, fmt.Errorf("registry answered digest %s for %s", desc.Digest, ref)
+	}
+	return &Subject{Ref: nr.Context().Digest(desc.Digest.String()),
+		Descriptor: v1.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size}}, nil
+}
+
+// subjectFromDigest parses REF and, when it already names a digest, avoids
+// the round trip to the registry (verification only needs the digest).
+func (r *Remote) subjectFromRef(ctx context.Context, ref string) (*Subject, error) {
+	nr, err := name.ParseReference(ref, r.nameOpts()...)
+	if err != nil {
+		return nil, fmt.Errorf("parse reference %q: %w", ref, err)
+	}
+	if d, ok := nr.(name.Digest); ok {
+		h, err := v1.NewHash(d.DigestStr())
+		if err != nil {
+			return nil, fmt.Errorf("reference %q: %w", ref, err)
+		}
+		return &Subject{Ref: d, Descriptor: v1.Descriptor{Digest: h}}, nil
+	}
+	return r.Resolve(ctx, ref)
+}
+
+// cosignTag is the tag cosign uses for an attachment of digest d:
+// "sha256-<hex>.<suffix>".
+func cosignTag(d name.Digest, suffix string) name.Tag {
+	return d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1) + "." + suffix)
+}
+
+func isNotFound(err error) bool {
+	var te *transport.Error
+	if errors.As(err, &te) {
+		if te.StatusCode == http.StatusNotFound {
+			return true
+		}
+		for _, d := range te.Errors {
+			if d.Code == transport.ManifestUnknownErrorCode || d.Code == transport.NameUnknownErrorCode {
+				return true
+			}
+		}
+	}
+	return false
+}
