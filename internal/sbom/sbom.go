@@ -126,8 +126,8 @@ type property struct{ name, value string }
 // and unique through a hash over the package key and its primary location.
 // Two packages get the same ref only when they have the same type,
 // namespace, name, version and primary file, i.e. when they are the same
-// package. The ref only contains characters that are also valid in an SPDX
-// identifier except ':' , '/' and '@', which the SPDX writer replaces.
+// package. Refs use letters, digits and ".-_+/:@"; SPDXID maps them to the
+// characters SPDX identifiers allow.
 func BOMRef(p *catalog.Package) string {
 	h := sha256.New()
 	h.Write([]byte(p.Key()))
