@@ -275,3 +275,18 @@ func TestReadTrivySPDX(t *testing.T) {
 	}
 	comparePackages(t, got, want)
 }
+
+// The hand-written foreign CycloneDX fixtures are valid CycloneDX 1.6, so
+// the reader is tested on documents other tools may really write.
+func TestForeignFixturesAreValidCycloneDX(t *testing.T) {
+	schema := cyclonedxSchema(t)
+	for _, name := range []string{"syft-cyclonedx.json", "trivy-cyclonedx.json"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := validateJSON(schema, b); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
