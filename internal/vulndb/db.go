@@ -145,24 +145,29 @@ func (db *DB) Lookup(ecosystem, name string) ([]*Vulnerability, error) {
 		return nil, nil
 	}
 	var refs []Ref
+	keys := 0
 	f.find(NormalizeName(ecosystem, name), func(eco []byte, first, n uint32) {
 		if !EcosystemApplies(ecosystem, string(eco)) {
 			return
 		}
+		keys++
 		for i := first; i < first+n; i++ {
-			r := f.ref(i)
-			dup := false
-			for _, o := range refs {
-				if o == r {
-					dup = true
-					break
-				}
-			}
-			if !dup {
-				refs = append(refs, r)
-			}
+			refs = append(refs, f.ref(i))
 		}
 	})
+	if keys > 1 {
+		// a record listed under several releases is returned once
+		sort.Slice(refs, func(i, j int) bool {
+			return refs[i].Block < refs[j].Block || (refs[i].Block == refs[j].Block && refs[i].Offset < refs[j].Offset)
+		})
+		uniq := refs[:0]
+		for i, r := range refs {
+			if i == 0 || r != refs[i-1] {
+				uniq = append(uniq, r)
+			}
+		}
+		refs = uniq
+	}
 	if len(refs) == 0 {
 		return nil, nil
 	}

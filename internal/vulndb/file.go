@@ -1,6 +1,7 @@
 package vulndb
 
 import (
+	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -73,22 +74,66 @@ type Ref struct {
 	Offset uint32
 }
 
-// builder collects encoded records and writes a database file.
+// builder collects encoded records and writes a database file. With a
+// temporary directory it spills encoded records to a file there as they
+// arrive and keeps only their index in memory, so importing the whole
+// public OSV data stays well under a gigabyte.
 type builder struct {
-	recs []builtRecord
-	keys map[string][]int // key -> indexes into recs
-	ids  map[string]int   // record id -> index into recs
+	recs    []builtRecord
+	keyIdx  map[string]int32 // key -> index into keyStr/keyRecs
+	keyStr  []string
+	keyRecs [][]int32 // per key: indexes into recs
+	ids     map[string]int32
+
+	spill  *os.File
+	sw     *bufio.Writer
+	spillN int64
+	err    error
 }
 
 type builtRecord struct {
-	data     []byte
-	primary  string // smallest key; records are laid out in this order
+	mem      []byte // the encoding, when not spilled
+	off      int64  // offset in the spill file
+	n        uint32
+	crc      uint32
+	primary  int32 // smallest key; records are laid out in its order
 	id       string
 	modified string
-	keys     []string
+	keys     []int32
 }
 
-func newBuilder() *builder { return &builder{keys: map[string][]int{}, ids: map[string]int{}} }
+func newBuilder(tmpDir string) *builder {
+	b := &builder{keyIdx: map[string]int32{}, ids: map[string]int32{}}
+	if tmpDir != "" {
+		f, err := os.CreateTemp(tmpDir, "spill-*")
+		if err != nil {
+			b.err = err
+		} else {
+			b.spill, b.sw = f, bufio.NewWriterSize(f, 1<<20)
+		}
+	}
+	return b
+}
+
+// close removes the spill file.
+func (b *builder) close() {
+	if b.spill != nil {
+		b.spill.Close()
+		os.Remove(b.spill.Name())
+		b.spill = nil
+	}
+}
+
+func (b *builder) keyID(k string) int32 {
+	if id, ok := b.keyIdx[k]; ok {
+		return id
+	}
+	id := int32(len(b.keyStr))
+	b.keyIdx[k] = id
+	b.keyStr = append(b.keyStr, k)
+	b.keyRecs = append(b.keyRecs, nil)
+	return id
+}
 
 // add stores one record under the keys of its affected packages of base
 // ecosystem eco.
@@ -113,53 +158,70 @@ func (b *builder) add(eco string, v *Vulnerability, enc []byte) {
 		return
 	}
 	sort.Strings(keys)
-	rec := builtRecord{data: enc, primary: keys[0], id: v.ID, modified: v.Modified, keys: keys}
-	if idx, ok := b.ids[v.ID]; ok {
+	ids := make([]int32, len(keys))
+	for i, k := range keys {
+		ids[i] = b.keyID(k)
+	}
+	rec := builtRecord{n: uint32(len(enc)), crc: crc32.Checksum(enc, castagnoli), primary: ids[0], id: v.ID, modified: v.Modified, keys: ids}
+	idx, dup := b.ids[v.ID]
+	if dup {
 		// the same record twice (overlapping sources): keep the newer,
-		// or for equal times the smaller encoding, so the result does
-		// not depend on the order records arrive in
+		// or for equal times the one with the smaller checksum, so the
+		// result does not depend on the order records arrive in
 		old := &b.recs[idx]
-		if v.Modified < old.modified || (v.Modified == old.modified && string(enc) >= string(old.data)) {
+		if v.Modified < old.modified || (v.Modified == old.modified && rec.crc >= old.crc) {
 			return
 		}
 		for _, k := range old.keys {
-			list := b.keys[k]
+			list := b.keyRecs[k]
 			for i, x := range list {
 				if x == idx {
 					list = append(list[:i], list[i+1:]...)
 					break
 				}
 			}
-			if len(list) == 0 {
-				delete(b.keys, k)
-			} else {
-				b.keys[k] = list
-			}
+			b.keyRecs[k] = list
 		}
-		b.recs[idx] = rec
-		for _, k := range keys {
-			b.keys[k] = append(b.keys[k], idx)
-		}
-		return
 	}
-	idx := len(b.recs)
-	b.ids[v.ID] = idx
-	b.recs = append(b.recs, rec)
-	for _, k := range keys {
-		b.keys[k] = append(b.keys[k], idx)
+	if b.sw != nil {
+		rec.off = b.spillN
+		if _, err := b.sw.Write(enc); err != nil && b.err == nil {
+			b.err = err
+		}
+		b.spillN += int64(len(enc))
+	} else {
+		rec.mem = enc
+	}
+	if dup {
+		b.recs[idx] = rec
+	} else {
+		idx = int32(len(b.recs))
+		b.ids[v.ID] = idx
+		b.recs = append(b.recs, rec)
+	}
+	for _, k := range ids {
+		b.keyRecs[k] = append(b.keyRecs[k], idx)
 	}
 }
 
 // write writes the database file to w (a fresh file).
 func (b *builder) write(w io.Writer, meta Meta) error {
-	order := make([]int, len(b.recs))
+	if b.err != nil {
+		return b.err
+	}
+	if b.sw != nil {
+		if err := b.sw.Flush(); err != nil {
+			return err
+		}
+	}
+	order := make([]int32, len(b.recs))
 	for i := range order {
-		order[i] = i
+		order[i] = int32(i)
 	}
 	sort.Slice(order, func(i, j int) bool {
 		ri, rj := &b.recs[order[i]], &b.recs[order[j]]
 		if ri.primary != rj.primary {
-			return ri.primary < rj.primary
+			return b.keyStr[ri.primary] < b.keyStr[rj.primary]
 		}
 		return ri.id < rj.id
 	})
@@ -189,12 +251,23 @@ func (b *builder) write(w io.Writer, meta Meta) error {
 		_, err := cw.Write(comp)
 		return err
 	}
+	var buf []byte
 	for _, ri := range order {
 		r := &b.recs[ri]
 		refs[ri] = Ref{Block: uint32(len(blockTable) / blockEntry), Offset: uint32(len(cur))}
-		cur = binary.AppendUvarint(cur, uint64(len(r.data)))
-		cur = append(cur, r.data...)
-		r.data, r.keys = nil, nil // let the encoded record go
+		data := r.mem
+		if b.spill != nil {
+			if cap(buf) < int(r.n) {
+				buf = make([]byte, r.n)
+			}
+			data = buf[:r.n]
+			if _, err := b.spill.ReadAt(data, r.off); err != nil {
+				return fmt.Errorf("reading back spilled records: %w", err)
+			}
+		}
+		cur = binary.AppendUvarint(cur, uint64(len(data)))
+		cur = append(cur, data...)
+		r.mem, r.keys = nil, nil // let the encoded record go
 		if len(cur) >= blockTarget {
 			if err := flush(); err != nil {
 				return err
@@ -205,22 +278,25 @@ func (b *builder) write(w io.Writer, meta Meta) error {
 		return err
 	}
 
-	keys := make([]string, 0, len(b.keys))
-	for k := range b.keys {
-		keys = append(keys, k)
+	keyOrder := make([]int32, 0, len(b.keyStr))
+	for k := range b.keyStr {
+		if len(b.keyRecs[k]) > 0 {
+			keyOrder = append(keyOrder, int32(k))
+		}
 	}
-	sort.Strings(keys)
+	sort.Slice(keyOrder, func(i, j int) bool { return b.keyStr[keyOrder[i]] < b.keyStr[keyOrder[j]] })
 	meta.Records = len(b.recs)
-	meta.Keys = len(keys)
+	meta.Keys = len(keyOrder)
 	metaJSON, err := json.Marshal(meta)
 	if err != nil {
 		return err
 	}
-	keyTable := make([]byte, 0, len(keys)*keyEntrySize)
+	keyTable := make([]byte, 0, len(keyOrder)*keyEntrySize)
 	var blob, refTable []byte
 	nref := 0
-	for _, k := range keys {
-		list := b.keys[k]
+	for _, ki := range keyOrder {
+		k := b.keyStr[ki]
+		list := b.keyRecs[ki]
 		// records of one key in storage order, so a lookup reads forward
 		sort.Slice(list, func(i, j int) bool {
 			a, c := refs[list[i]], refs[list[j]]

@@ -43,7 +43,7 @@ func FuzzDecodeRecord(f *testing.F) {
 
 // dbImage builds a database file in memory from records.
 func dbImage(t testing.TB, eco string, records ...string) []byte {
-	b := newBuilder()
+	b := newBuilder("")
 	for _, r := range records {
 		v, err := DecodeOSV([]byte(r))
 		if err != nil {

@@ -3,6 +3,7 @@ package vulndb
 import (
 	"archive/zip"
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	kflate "github.com/klauspost/compress/flate"
 )
 
 // ImportOptions tune Import.
@@ -72,7 +75,7 @@ func Import(ctx context.Context, dir string, paths []string, opts ImportOptions)
 			only[e] = true
 		}
 	}
-	c := newCollector(only, opts.Warn)
+	c := newCollector(only, opts.Warn, tmp)
 	src := func(emit func(name string, data []byte) error) error {
 		for _, p := range paths {
 			if err := readPath(ctx, p, emit); err != nil {
@@ -81,6 +84,7 @@ func Import(ctx context.Context, dir string, paths []string, opts ImportOptions)
 		}
 		return nil
 	}
+	defer c.close()
 	if err := c.run(ctx, src); err != nil {
 		return nil, err
 	}
@@ -176,6 +180,7 @@ func readZip(ctx context.Context, p string, emit func(string, []byte) error) err
 		return fmt.Errorf("%s: not a readable zip: %w", p, err)
 	}
 	defer zr.Close()
+	zr.RegisterDecompressor(zip.Deflate, newFlateReader)
 	for _, zf := range zr.File {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -194,7 +199,9 @@ func readZip(ctx context.Context, p string, emit func(string, []byte) error) err
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		data, err := io.ReadAll(io.LimitReader(rc, maxRecordSize+1))
+		buf := bytes.NewBuffer(make([]byte, 0, zf.UncompressedSize64+1))
+		_, err = buf.ReadFrom(io.LimitReader(rc, maxRecordSize+1))
+		data := buf.Bytes()
 		rc.Close()
 		if err != nil {
 			return fmt.Errorf("%s: damaged zip entry: %w", name, err)
@@ -216,10 +223,18 @@ type collector struct {
 	withdrawn   int
 	withdrawnBy map[string]int
 	nopkg       int
+	tmp         string
 }
 
-func newCollector(only map[string]bool, warn func(string)) *collector {
-	return &collector{only: only, warn: warn, builders: map[string]*builder{}, withdrawnBy: map[string]int{}}
+func newCollector(only map[string]bool, warn func(string), tmp string) *collector {
+	return &collector{only: only, warn: warn, tmp: tmp, builders: map[string]*builder{}, withdrawnBy: map[string]int{}}
+}
+
+// close removes the builders' spill files.
+func (c *collector) close() {
+	for _, b := range c.builders {
+		b.close()
+	}
 }
 
 type rawRecord struct {
@@ -314,7 +329,7 @@ func (c *collector) add(d decoded) {
 	for e := range ecos {
 		b := c.builders[e]
 		if b == nil {
-			b = newBuilder()
+			b = newBuilder(c.tmp)
 			c.builders[e] = b
 		}
 		b.add(e, d.v, d.enc)
@@ -399,4 +414,32 @@ func syncDir(dir string) error {
 		return err
 	}
 	return nil
+}
+
+// flate readers are reused across zip entries: a new one per record costs
+// more than decompressing the record.
+var flatePool sync.Pool
+
+type pooledFlate struct {
+	io.ReadCloser
+	done bool
+}
+
+func newFlateReader(r io.Reader) io.ReadCloser {
+	if fr, ok := flatePool.Get().(io.ReadCloser); ok {
+		if rs, ok := fr.(kflate.Resetter); ok && rs.Reset(r, nil) == nil {
+			return &pooledFlate{ReadCloser: fr}
+		}
+	}
+	return &pooledFlate{ReadCloser: kflate.NewReader(r)}
+}
+
+func (p *pooledFlate) Close() error {
+	if p.done {
+		return nil
+	}
+	p.done = true
+	err := p.ReadCloser.Close()
+	flatePool.Put(p.ReadCloser)
+	return err
 }

@@ -112,12 +112,8 @@ func DecodeOSV(data []byte) (*Vulnerability, error) {
 		return nil, fmt.Errorf("record is %d bytes, more than the %d accepted", len(data), maxRecordSize)
 	}
 	var v Vulnerability
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&v); err != nil {
+	if err := json.Unmarshal(data, &v); err != nil {
 		return nil, fmt.Errorf("invalid OSV JSON: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("invalid OSV JSON: trailing data after the record")
 	}
 	if err := v.validate(); err != nil {
 		if v.ID != "" {

@@ -141,7 +141,8 @@ func updateOne(ctx context.Context, dir, tmp, base string, u *url.URL, eco strin
 		r.Error = err.Error()
 		return r
 	}
-	c := newCollector(map[string]bool{eco: true}, opts.Warn)
+	c := newCollector(map[string]bool{eco: true}, opts.Warn, tmp)
+	defer c.close()
 	if err := c.run(ctx, func(emit func(string, []byte) error) error {
 		return readZip(ctx, zipPath, func(name string, data []byte) error {
 			return emit(eco+"/all.zip:"+strings.TrimPrefix(name, zipPath+":"), data)
@@ -153,7 +154,7 @@ func updateOne(ctx context.Context, dir, tmp, base string, u *url.URL, eco strin
 	}
 	b := c.builders[eco]
 	if b == nil {
-		b = newBuilder()
+		b = newBuilder("")
 	}
 	m := Meta{Ecosystem: eco, Source: base, ETag: etag, LastModified: lastMod, Updated: opts.Now().UTC(),
 		Withdrawn: c.withdrawn, Malformed: len(c.malformed)}
