@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"sort"
 	"time"
 )
@@ -72,11 +73,17 @@ func (s *Server) GC(ctx context.Context, dryRun bool, grace time.Duration) (*GCR
 		rep.Orphans = append(rep.Orphans, d)
 	}
 	for _, id := range stale {
-		if _, live := s.sessions.Load(id); live {
+		if v, live := s.sessions.Load(id); live {
+			ss := v.(*session)
+			if !ss.mu.TryLock() {
+				continue // a chunk is being written right now
+			}
+			s.endSession(ctx, ss)
+			ss.mu.Unlock()
 			continue
 		}
 		s.Store.DeleteUpload(ctx, id)
-		os.Remove(s.UploadDir + "/" + id)
+		os.Remove(filepath.Join(s.UploadDir, id))
 	}
 	sort.Strings(rep.Blobs)
 	return rep, nil

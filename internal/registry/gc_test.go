@@ -88,3 +88,25 @@ func TestGCWhileServing(t *testing.T) {
 	cancel()
 	wg.Wait()
 }
+
+// TestGCStaleUploads removes abandoned upload sessions after the grace period.
+func TestGCStaleUploads(t *testing.T) {
+	inst, ts := testRegistry(t)
+	c := newClient(ts.URL, "admin", adminPW)
+	resp := c.do(t, "POST", "/v2/lib/app/blobs/uploads/", nil, nil)
+	loc := resp.Header.Get("Location")
+	resp.Body.Close()
+	c.status(t, "PATCH", loc, []byte("abandoned"), map[string]string{"Content-Type": "application/octet-stream"})
+	rep, _ := inst.GC(context.Background(), false, time.Hour)
+	if rep.Uploads != 0 {
+		t.Fatalf("fresh upload counted stale")
+	}
+	time.Sleep(5 * time.Millisecond)
+	rep, _ = inst.GC(context.Background(), false, time.Millisecond)
+	if rep.Uploads != 1 {
+		t.Fatalf("stale uploads: %d", rep.Uploads)
+	}
+	if st := c.status(t, "GET", loc, nil, nil); st != 404 {
+		t.Fatalf("abandoned upload still answers: %d", st)
+	}
+}

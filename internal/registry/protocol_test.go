@@ -253,3 +253,52 @@ func TestAuditEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestPagination checks n/last pagination and Link headers on tag lists
+// and the catalog.
+func TestPagination(t *testing.T) {
+	_, ts := testRegistry(t)
+	c := newClient(ts.URL, "admin", adminPW)
+	for _, repo := range []string{"a/one", "a/two", "b/three"} {
+		for _, tag := range []string{"t1", "t2", "t3"} {
+			c.pushImage(t, repo, tag, []byte("x"))
+		}
+	}
+	list := func(path string) (map[string][]string, string) {
+		resp := c.do(t, "GET", path, nil, nil)
+		defer resp.Body.Close()
+		var v map[string][]string
+		raw, _ := io.ReadAll(resp.Body)
+		var generic map[string]any
+		json.Unmarshal(raw, &generic)
+		v = map[string][]string{}
+		for k, x := range generic {
+			if arr, ok := x.([]any); ok {
+				for _, s := range arr {
+					v[k] = append(v[k], s.(string))
+				}
+			}
+		}
+		return v, resp.Header.Get("Link")
+	}
+	v, link := list("/v2/a/one/tags/list?n=2")
+	if strings.Join(v["tags"], ",") != "t1,t2" || !strings.Contains(link, "last=t2") || !strings.Contains(link, `rel="next"`) {
+		t.Fatalf("page 1: %v %q", v, link)
+	}
+	v, link = list("/v2/a/one/tags/list?n=2&last=t2")
+	if strings.Join(v["tags"], ",") != "t3" || link != "" {
+		t.Fatalf("page 2: %v %q", v, link)
+	}
+	v, _ = list("/v2/a/one/tags/list?n=0")
+	if len(v["tags"]) != 0 {
+		t.Fatalf("n=0: %v", v)
+	}
+	v, link = list("/v2/_catalog?n=2")
+	if strings.Join(v["repositories"], ",") != "a/one,a/two" || !strings.Contains(link, "last=a%2Ftwo") {
+		t.Fatalf("catalog page 1: %v %q", v, link)
+	}
+	v, link = list("/v2/_catalog?n=2&last=a/two")
+	if strings.Join(v["repositories"], ",") != "b/three" || link != "" {
+		t.Fatalf("catalog page 2: %v %q", v, link)
+	}
+}

@@ -229,3 +229,39 @@ func (c *client) admin(t testing.TB, method, path, body string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+// TestMountNeedsPullOnSource: a cross-repository mount links the blob only
+// when the caller may pull the source; otherwise it falls back to a normal
+// upload session and the blob stays invisible in the target.
+func TestMountNeedsPullOnSource(t *testing.T) {
+	inst, ts := testRegistry(t)
+	addUser(t, inst.Store, "outsider", "pw1", "elsewhere", auth.RoleOwner)
+	addUser(t, inst.Store, "both", "pw2", "elsewhere", auth.RoleWriter)
+	inst.Store.CreateProject(context.Background(), store.Project{Name: "team"})
+	if err := inst.Store.SetMember(context.Background(), "team", "both", auth.RoleReader); err != nil {
+		t.Fatal(err)
+	}
+	admin := newClient(ts.URL, "admin", adminPW)
+	layer := []byte("secret team layer")
+	admin.pushImage(t, "team/app", "v1", layer)
+	for _, tc := range []struct {
+		user, pass string
+		mount      bool
+	}{{"outsider", "pw1", false}, {"both", "pw2", true}} {
+		c := newClient(ts.URL, tc.user, tc.pass)
+		for _, q := range []string{"mount=" + sha(layer) + "&from=team/app", "mount=" + sha(layer)} {
+			st := c.status(t, "POST", "/v2/elsewhere/"+tc.user+"/blobs/uploads/?"+q, nil, nil)
+			want := 202
+			if tc.mount {
+				want = 201
+			}
+			if st != want {
+				t.Errorf("%s mount (%s): %d, want %d", tc.user, q, st, want)
+			}
+		}
+		head := c.status(t, "HEAD", "/v2/elsewhere/"+tc.user+"/blobs/"+sha(layer), nil, nil)
+		if (head == 200) != tc.mount {
+			t.Errorf("%s: blob visible after mount = %d", tc.user, head)
+		}
+	}
+}

@@ -398,7 +398,7 @@ func (s *Store) ListEvents(ctx context.Context, f EventFilter) ([]audit.Event, e
 // any repository references (layers, configs, or manifests' own content is
 // stored in the database so it is never a blob).
 func (s *Store) GCCandidates(ctx context.Context, before time.Time) (map[string]int64, error) {
-	rows, err := s.query(ctx, `SELECT digest, size FROM blobs WHERE created_at < ?
+	rows, err := s.query(ctx, `SELECT digest, size FROM blobs WHERE created_at <= ?
 		AND digest NOT IN (SELECT child FROM manifest_refs)`, before.UnixMilli())
 	if err != nil {
 		return nil, err
