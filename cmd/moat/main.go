@@ -36,6 +36,7 @@ func newRootCmd() *cobra.Command {
 		newScanCmd(),
 		newDBCmd(),
 		newServeCmd(), newUserCmd(), newProjectCmd(), newMemberCmd(), newRobotCmd(), newGCCmd(),
+		newKeyCmd(), newSignCmd(), newVerifyCmd(), newAttestCmd(), newVerifyAttestationCmd(),
 	)
 	return root
 }

@@ -3,6 +3,7 @@ package signing
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -179,4 +180,29 @@ func isNotFound(err error) bool {
 		}
 	}
 	return false
+}
+
+// Layers returns the layer digests and media types of the image manifest
+// subj names (for an index, of its first image).
+func (r *Remote) Layers(ctx context.Context, subj *Subject) ([]ProvenanceLayer, error) {
+	opts, err := r.pull(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d, err := remote.Get(subj.Ref, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", subj.Ref, err)
+	}
+	var m v1.Manifest
+	if d.MediaType.IsIndex() {
+		return nil, nil // a multi-platform index: its layers belong to each platform's manifest
+	}
+	if err := json.Unmarshal(d.Manifest, &m); err != nil {
+		return nil, fmt.Errorf("read %s: %w", subj.Ref, err)
+	}
+	var out []ProvenanceLayer
+	for _, l := range m.Layers {
+		out = append(out, ProvenanceLayer{Digest: l.Digest.String(), MediaType: string(l.MediaType)})
+	}
+	return out, nil
 }
