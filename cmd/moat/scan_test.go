@@ -36,6 +36,7 @@ func run(t *testing.T, args ...string) (string, error) {
 }
 
 func TestScanFormats(t *testing.T) {
+	t.Setenv("MOAT_DB_DIR", t.TempDir()) // no vulnerability data: packages only
 	spec := testLayout(t)
 
 	out, err := run(t, "scan", spec)

@@ -22,8 +22,9 @@ func WriteJSON(w io.Writer, v any) error {
 }
 
 // PackagesTable writes a scan result for people: what was scanned, the
-// packages per ecosystem, then every package with the layer that brought it in.
-func PackagesTable(w io.Writer, r *scan.Result) error {
+// packages per ecosystem, then (with list) every package with the layer
+// that brought it in.
+func PackagesTable(w io.Writer, r *scan.Result, list bool) error {
 	s := r.Subject
 	fmt.Fprintf(w, "Image:     %s\n", s.Name)
 	if s.Digest != "" {
@@ -64,7 +65,7 @@ func PackagesTable(w io.Writer, r *scan.Result) error {
 	tw.Flush()
 	fmt.Fprintln(w)
 
-	if len(r.Packages) > 0 {
+	if list && len(r.Packages) > 0 {
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tVERSION\tTYPE\tLAYER\tPATH")
 		for _, p := range r.Packages {
@@ -84,7 +85,7 @@ func PackagesTable(w io.Writer, r *scan.Result) error {
 		}
 		tw.Flush()
 	}
-	if len(r.Warnings) > 0 {
+	if list && len(r.Warnings) > 0 {
 		fmt.Fprintf(w, "\n%d warning(s):\n", len(r.Warnings))
 		for _, m := range r.Warnings {
 			fmt.Fprintf(w, "  - %s\n", m)
