@@ -531,6 +531,14 @@ func readSPDX(data []byte, jsonVersion string) (Subject, []catalog.Package, erro
 			}
 		} else {
 			applyForeignProperties(&p, trivyAnnotations(notes[sp.PackageSPDXIdentifier]))
+			if len(p.Locations) == 0 {
+				// syft: "acquired package info from DPKG DB: /var/lib/dpkg/status"
+				if i := strings.LastIndex(sp.PackageSourceInfo, ": /"); i >= 0 {
+					if path := strings.TrimSpace(sp.PackageSourceInfo[i+2:]); path != "" && !strings.ContainsAny(path, " \n,") {
+						p.Locations = []catalog.Location{{Path: path, Layer: -1}}
+					}
+				}
+			}
 		}
 		lic := sp.PackageLicenseDeclared
 		if isNoLicense(lic) {

@@ -89,7 +89,8 @@ func TestReadSyftSPDX(t *testing.T) {
 	want := []catalog.Package{
 		{Name: "busybox", Version: "1.36.1-r29", Type: "apk", Ecosystem: "Alpine:v3.20", Arch: "x86_64",
 			PURL:       "pkg:apk/alpine/busybox@1.36.1-r29?arch=x86_64&upstream=busybox&distro=alpine-3.20.3",
-			SourceName: "busybox", SourceVersion: "1.36.1-r29", Licenses: []string{"GPL-2.0-only"}, Layer: -1},
+			SourceName: "busybox", SourceVersion: "1.36.1-r29", Licenses: []string{"GPL-2.0-only"}, Layer: -1,
+			Locations: loc("/lib/apk/db/installed", "")},
 		{Name: "musl", Version: "1.2.5-r0", Type: "apk", Ecosystem: "Alpine:v3.20", Arch: "x86_64",
 			PURL:       "pkg:apk/alpine/musl@1.2.5-r0?arch=x86_64&distro=alpine-3.20.3",
 			SourceName: "musl", SourceVersion: "1.2.5-r0", Licenses: []string{"MIT", "musl extra"}, Layer: -1},
@@ -105,7 +106,8 @@ func TestReadSPDXTagValue(t *testing.T) {
 	want := []catalog.Package{
 		{Name: "zlib1g", Version: "1:1.2.13.dfsg-1", Type: "deb", Ecosystem: "Debian:12", Arch: "amd64",
 			PURL:       "pkg:deb/debian/zlib1g@1%3A1.2.13.dfsg-1?arch=amd64&upstream=zlib&distro=debian-12",
-			SourceName: "zlib", SourceVersion: "1:1.2.13.dfsg-1", Licenses: []string{"Zlib"}, Layer: -1},
+			SourceName: "zlib", SourceVersion: "1:1.2.13.dfsg-1", Licenses: []string{"Zlib"}, Layer: -1,
+			Locations: loc("/var/lib/dpkg/status", "")}, // from syft's sourceInfo
 	}
 	comparePackages(t, got, want)
 }

@@ -29,10 +29,10 @@ func jarWith(t *testing.T, files map[string]string) string {
 	return buf.String()
 }
 
-// TestScannedImageRoundTrip scans an image built here with the real
-// pipeline and catalogers, and checks that both SBOM formats are valid
-// against their schemas and read back into the same packages.
-func TestScannedImageRoundTrip(t *testing.T) {
+// testImageLayout builds a small image with packages of several kinds and
+// writes it as an OCI layout.
+func testImageLayout(t *testing.T) string {
+	t.Helper()
 	l0 := it.Layer(t,
 		it.Text("/etc/os-release", "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n"),
 		it.Text("/var/lib/dpkg/status",
@@ -54,13 +54,26 @@ func TestScannedImageRoundTrip(t *testing.T) {
 		it.Step{Layer: l0, CreatedBy: "ADD rootfs.tar /"},
 		it.Step{Layer: l1, CreatedBy: "COPY app /app\nRUN pip install requests"},
 	)
-	res, err := scan.Scan(context.Background(), "oci:"+it.WriteLayout(t, img, ""), scan.Options{Catalogers: scan.Catalogers(), TempDir: t.TempDir()})
+	return it.WriteLayout(t, img, "")
+}
+
+func scanLayout(t *testing.T, dir string) *scan.Result {
+	t.Helper()
+	res, err := scan.Scan(context.Background(), "oci:"+dir, scan.Options{Catalogers: scan.Catalogers(), TempDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(res.Warnings) > 0 {
 		t.Logf("scan warnings: %v", res.Warnings)
 	}
+	return res
+}
+
+// TestScannedImageRoundTrip scans an image built here with the real
+// pipeline and catalogers, and checks that both SBOM formats are valid
+// against their schemas and read back into the same packages.
+func TestScannedImageRoundTrip(t *testing.T) {
+	res := scanLayout(t, testImageLayout(t))
 	byType := map[string]int{}
 	for _, p := range res.Packages {
 		byType[string(p.Type)]++
