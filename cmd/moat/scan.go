@@ -42,6 +42,7 @@ type scanFlags struct {
 	showSuppressed bool
 	listPackages   bool
 	maxAge         string
+	cacheDir       string
 }
 
 func newScanCmd() *cobra.Command {
@@ -103,6 +104,7 @@ Exit codes: 0 no finding at or above --fail-on; 1 findings at or above
 	fl.BoolVar(&f.showSuppressed, "show-suppressed", false, "list the findings that exceptions and VEX suppressed")
 	fl.BoolVar(&f.listPackages, "packages", false, "also list every package in the table output")
 	fl.StringVar(&f.maxAge, "max-age", "3d", "warn when the vulnerability data is older than this")
+	fl.StringVar(&f.cacheDir, "cache-dir", "", "keep per-layer results here (by diff ID) so shared layers are read once across scans")
 	return cmd
 }
 
@@ -229,6 +231,13 @@ func runScan(ctx context.Context, spec string, f scanFlags, stdout io.Writer) er
 func scanImage(ctx context.Context, spec string, f scanFlags) (*scan.Result, error) {
 	line := progress.New(os.Stderr)
 	opts := scan.Options{Image: image.Options{Platform: f.platform, Insecure: f.insecure}}
+	if f.cacheDir != "" {
+		c, err := scan.NewDirCache(f.cacheDir)
+		if err != nil {
+			return nil, err
+		}
+		opts.Cache = c
+	}
 	if line.Enabled() {
 		opts.Progress = func(p scan.Progress) {
 			line.Printf("scanning %s: %d/%d layers read, %s", spec, p.LayersDone, p.LayersTotal, progress.Bytes(p.Bytes))

@@ -130,7 +130,9 @@ func (w *Walker) WalkLayer(ctx context.Context, index int, r io.Reader) (*LayerR
 		return res, err
 	}
 	defer rc.Close()
-	tr := tar.NewReader(rc)
+	cr := &countingReader{r: rc, total: w.BytesRead}
+	tr := tar.NewReader(cr)
+	defer func() { res.Bytes = cr.n }()
 	wants := make([]catalog.Cataloger, 0, 4)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -183,11 +185,7 @@ func (w *Walker) WalkLayer(ctx context.Context, index int, r io.Reader) (*LayerR
 		res.Entries = append(res.Entries, e)
 		switch e.Kind {
 		case KindFile:
-			n, err := w.visitFile(ctx, res, tr, e, wants[:0])
-			res.Bytes += n
-			if w.BytesRead != nil {
-				w.BytesRead.Add(n)
-			}
+			_, err := w.visitFile(ctx, res, tr, e, wants[:0])
 			if err != nil {
 				return res, fmt.Errorf("reading %s: %w", p, err)
 			}
@@ -197,12 +195,26 @@ func (w *Walker) WalkLayer(ctx context.Context, index int, r io.Reader) (*LayerR
 	}
 	// Drain what follows the tar end so that verifying readers (registry
 	// layers) check the digest of the whole blob.
-	if n, err := io.Copy(io.Discard, rc); err != nil {
+	if _, err := io.Copy(io.Discard, cr); err != nil {
 		return res, fmt.Errorf("reading past end of tar: %w", err)
-	} else {
-		res.Bytes += n
 	}
 	return res, nil
+}
+
+// countingReader counts the uncompressed bytes of a layer as they stream.
+type countingReader struct {
+	r     io.Reader
+	n     int64
+	total *atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.total != nil && n > 0 {
+		c.total.Add(int64(n))
+	}
+	return n, err
 }
 
 func (w *Walker) visitFile(ctx context.Context, res *LayerResult, r io.Reader, e Entry, wants []catalog.Cataloger) (int64, error) {

@@ -31,6 +31,9 @@ type Options struct {
 	TempDir string
 	// Progress, when set, is called as layers are read.
 	Progress func(Progress)
+	// Cache, when set, holds per-layer results by diff ID: a layer found
+	// there is not read again.
+	Cache LayerCache
 }
 
 // Progress reports how far a scan is.
@@ -227,7 +230,18 @@ func readLayers(ctx context.Context, im *image.Image, w *image.Walker, opts Opti
 			defer wg.Done()
 			defer func() { <-sem }()
 			l := im.Layers[i]
+			if opts.Cache != nil {
+				if lr, ok := opts.Cache.Get(l.DiffID); ok {
+					lr.Index = i
+					out[i] = lr
+					done.Add(1)
+					return
+				}
+			}
 			lr, err := readLayer(ctx, w, l)
+			if err == nil && opts.Cache != nil && l.DiffID != "" {
+				opts.Cache.Put(l.DiffID, lr)
+			}
 			if err != nil {
 				errOnce.Do(func() { firstErr = fmt.Errorf("%s: layer %s: %w", im.Name, layerName(im, i), err) })
 				cancel()

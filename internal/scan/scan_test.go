@@ -360,3 +360,59 @@ func TestRealDebianImage(t *testing.T) {
 		t.Fatalf("scan found %d packages, dpkg-query lists %d installed", len(got), len(want))
 	}
 }
+
+func TestLayerCache(t *testing.T) {
+	cache, err := scan.NewDirCache(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := layeredImage(t)
+	layers, _ := base.Layers()
+	// A second image on the same base layers plus one of its own.
+	top := it.Layer(t, it.Text("/lib/apk/db/installed", "P:extra\nV:1.0-r0\n\n"))
+	second := it.Image(t, it.Step{Layer: layers[0], CreatedBy: "ADD rootfs.tar /"}, it.Step{Layer: layers[1], CreatedBy: "RUN apt-get install -y curl"}, it.Step{Layer: top, CreatedBy: "RUN apk add extra"})
+
+	opts := scan.Options{Catalogers: []catalog.Cataloger{dpkg.New(), apk.New()}, Cache: cache}
+	first, err := scan.Scan(context.Background(), "oci:"+it.WriteLayout(t, base, ""), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Stats.Bytes == 0 {
+		t.Fatal("first scan read nothing")
+	}
+	// The same image again: every layer comes from the cache, results equal.
+	again, err := scan.Scan(context.Background(), "oci:"+it.WriteLayout(t, base, ""), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Stats.Bytes != 0 {
+		t.Errorf("re-scan read %d bytes; every layer is cached", again.Stats.Bytes)
+	}
+	if !reflect.DeepEqual(summary(again), summary(first)) {
+		t.Fatalf("cached scan differs:\n%v\n%v", summary(again), summary(first))
+	}
+	// The second image reads only its own top layer.
+	res, err := scan.Scan(context.Background(), "oci:"+it.WriteLayout(t, second, ""), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topSize := int64(len(it.Tar(t, it.Text("/lib/apk/db/installed", "P:extra\nV:1.0-r0\n\n")))) // tar's own padding is read too
+	if res.Stats.Bytes != topSize {
+		t.Errorf("second image read %d bytes, want only its top layer's %d", res.Stats.Bytes, topSize)
+	}
+	names := map[string]int{}
+	for _, p := range res.Packages {
+		names[p.Name] = p.Layer
+	}
+	if names["extra"] != 2 || names["curl"] != 1 || names["libc6"] != 0 {
+		t.Errorf("packages %v", summary(res))
+	}
+	// A corrupt cache entry is a miss, not an error.
+	entries, _ := os.ReadDir(cache.Dir)
+	for _, e := range entries {
+		os.WriteFile(filepath.Join(cache.Dir, e.Name()), []byte("garbage"), 0o600)
+	}
+	if _, err := scan.Scan(context.Background(), "oci:"+it.WriteLayout(t, base, ""), opts); err != nil {
+		t.Fatal(err)
+	}
+}
