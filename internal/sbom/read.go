@@ -296,7 +296,7 @@ func basePackage(ours bool, name, version, group, purl string) catalog.Package {
 // applyForeignProperties reads the location and source facts that syft and
 // Trivy record as CycloneDX properties.
 func applyForeignProperties(p *catalog.Package, props []cdx.Property) {
-	var srcName, srcVersion, srcRelease, srcEpoch string
+	var srcName, srcVersion, srcRelease, srcEpoch, syftSrc, syftSrcVersion string
 	for _, pr := range props {
 		n, v := pr.Name, pr.Value
 		switch {
@@ -315,6 +315,10 @@ func applyForeignProperties(p *catalog.Package, props []cdx.Property) {
 			case "layerID":
 				p.Locations[i].LayerDiffID = v
 			}
+		case n == "syft:metadata:source":
+			syftSrc = v
+		case n == "syft:metadata:sourceVersion":
+			syftSrcVersion = v
 		case n == "aquasecurity:trivy:LayerDiffID":
 			p.LayerDiffID = v
 		case n == "aquasecurity:trivy:FilePath":
@@ -329,6 +333,12 @@ func applyForeignProperties(p *catalog.Package, props []cdx.Property) {
 			srcRelease = v
 		case n == "aquasecurity:trivy:SrcEpoch":
 			srcEpoch = v
+		}
+	}
+	if srcName == "" && syftSrc != "" && p.Type.OSPackage() {
+		p.SourceName, p.SourceVersion = syftSrc, syftSrcVersion
+		if p.SourceVersion == "" {
+			p.SourceVersion = p.Version // syft leaves it out when it is the same
 		}
 	}
 	if srcName != "" {

@@ -43,7 +43,7 @@ func TestReadSyftCycloneDX(t *testing.T) {
 			SourceName: "glibc", SourceVersion: "2.36-9+deb12u7", Licenses: []string{"GPL-2.0-only", "GFDL-1.3"},
 			Locations: loc("/var/lib/dpkg/status", d1), Layer: -1, LayerDiffID: d1},
 		{Name: "libssl3", Version: "3.0.14-1~deb12u2", Type: "deb", Ecosystem: "Debian:12", Arch: "amd64",
-			PURL:       "pkg:deb/debian/libssl3@3.0.14-1~deb12u2?arch=amd64&upstream=openssl&distro=debian-12",
+			PURL:       "pkg:deb/debian/libssl3@3.0.14-1~deb12u2?arch=amd64&distro=debian-12",
 			SourceName: "openssl", SourceVersion: "3.0.14-1~deb12u2",
 			Locations: loc("/var/lib/dpkg/status.d/libssl3", d2), Layer: -1, LayerDiffID: d2},
 		// No distro qualifier: the OS component of the SBOM gives the release.
