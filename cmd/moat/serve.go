@@ -23,7 +23,7 @@ func newServeCmd() *cobra.Command {
 		addr, dataDir, storageURL string
 		s3                        storage.S3Config
 		tlsCert, tlsKey           string
-		dev, anonymous            bool
+		dev, anonymous, strict    bool
 		maxBlob                   int64
 		shutdownTimeout, tokenTTL time.Duration
 	)
@@ -77,7 +77,7 @@ AWS_SECRET_ACCESS_KEY.`,
 				return registry.ErrPlainHTTP
 			}
 			inst, err := registry.Open(cmd.Context(), registry.Options{
-				DataDir: dataDir, Storage: storageURL, S3: s3, AllowAnonymous: anonymous,
+				DataDir: dataDir, Storage: storageURL, S3: s3, AllowAnonymous: anonymous, StrictManifests: strict,
 				MaxBlobSize: maxBlob, TokenTTL: tokenTTL, AdminPassword: os.Getenv("MOAT_ADMIN_PASSWORD"), Log: log,
 			})
 			if err != nil {
@@ -137,6 +137,7 @@ AWS_SECRET_ACCESS_KEY.`,
 	f.StringVar(&tlsKey, "tls-key", "", "TLS private key (PEM)")
 	f.BoolVar(&dev, "dev", false, "serve TLS with a generated self-signed certificate")
 	f.BoolVar(&anonymous, "allow-anonymous", false, "let unauthenticated clients pull public projects")
+	f.BoolVar(&strict, "strict-manifests", false, "reject image manifests whose layers were not pushed (OCI 1.1 allows such sparse manifests)")
 	f.Int64Var(&maxBlob, "max-blob-size", 64<<30, "largest blob accepted, in bytes")
 	f.DurationVar(&shutdownTimeout, "shutdown-timeout", 5*time.Minute, "how long SIGTERM waits for requests in flight (uploads) to finish")
 	f.DurationVar(&tokenTTL, "token-ttl", 5*time.Minute, "lifetime of issued registry tokens")

@@ -32,8 +32,10 @@ type Options struct {
 	Storage        string
 	S3             storage.S3Config
 	AllowAnonymous bool
-	MaxBlobSize    int64
-	TokenTTL       time.Duration
+	// StrictManifests rejects image manifests whose layers were not pushed.
+	StrictManifests bool
+	MaxBlobSize     int64
+	TokenTTL        time.Duration
 	// AdminPassword is used when the first start creates "admin"; empty
 	// means generate one (returned in Instance.GeneratedPassword).
 	AdminPassword string
@@ -108,7 +110,7 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 	}
 	rec := audit.NewRecorder(st, o.Log)
 	srv, err := New(Config{Store: st, Blobs: blobs, Auth: as, Audit: rec, Log: o.Log,
-		UploadDir: filepath.Join(o.DataDir, "uploads"), MaxBlobSize: o.MaxBlobSize})
+		UploadDir: filepath.Join(o.DataDir, "uploads"), MaxBlobSize: o.MaxBlobSize, StrictManifests: o.StrictManifests})
 	if err != nil {
 		rec.Close()
 		st.Close()

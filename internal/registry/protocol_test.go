@@ -302,3 +302,24 @@ func TestPagination(t *testing.T) {
 		t.Fatalf("catalog page 2: %v %q", v, link)
 	}
 }
+
+// TestStrictManifests: by default a manifest may reference layers that were
+// not pushed (OCI 1.1 sparse manifests); with StrictManifests it may not.
+func TestStrictManifests(t *testing.T) {
+	for _, strict := range []bool{false, true} {
+		_, ts := testRegistry(t, func(o *Options) { o.StrictManifests = strict })
+		c := newClient(ts.URL, "admin", adminPW)
+		config := []byte(`{}`)
+		c.status(t, "POST", "/v2/lib/app/blobs/uploads/?digest="+sha(config), config, nil)
+		m := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":7}]}`,
+			mtOCIManifest, sha(config), sha([]byte("missing"))))
+		resp := c.do(t, "PUT", "/v2/lib/app/manifests/v1", m, map[string]string{"Content-Type": mtOCIManifest})
+		code := errCode(t, resp)
+		if strict && (resp.StatusCode != 400 || code != codeManifestBlobUnknown) {
+			t.Errorf("strict: %d %s", resp.StatusCode, code)
+		}
+		if !strict && resp.StatusCode != 201 {
+			t.Errorf("sparse manifest refused: %d %s", resp.StatusCode, code)
+		}
+	}
+}

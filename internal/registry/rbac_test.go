@@ -265,3 +265,33 @@ func TestMountNeedsPullOnSource(t *testing.T) {
 		}
 	}
 }
+
+// TestAnonymousPublicPull: with --allow-anonymous, anonymous clients pull
+// public projects (and only those) and can never push.
+func TestAnonymousPublicPull(t *testing.T) {
+	inst, ts := testRegistry(t, func(o *Options) { o.AllowAnonymous = true })
+	ctx := context.Background()
+	inst.Store.CreateProject(ctx, store.Project{Name: "pub", Public: true})
+	inst.Store.CreateProject(ctx, store.Project{Name: "priv"})
+	admin := newClient(ts.URL, "admin", adminPW)
+	admin.pushImage(t, "pub/app", "v1", []byte("p"))
+	admin.pushImage(t, "priv/app", "v1", []byte("q"))
+	anon := newClient(ts.URL, "", "")
+	if st := anon.status(t, "GET", "/v2/pub/app/manifests/v1", nil, nil); st != 200 {
+		t.Errorf("anonymous pull of public project: %d", st)
+	}
+	if st := anon.status(t, "GET", "/v2/priv/app/manifests/v1", nil, nil); st != 401 {
+		t.Errorf("anonymous pull of private project: %d", st)
+	}
+	b := []byte("anon blob")
+	if st := anon.status(t, "POST", "/v2/pub/app/blobs/uploads/?digest="+sha(b), b, nil); st != 401 {
+		t.Errorf("anonymous push: %d", st)
+	}
+	// Making the project private takes effect at once through the API.
+	if st := admin.admin(t, "PATCH", "projects/pub", `{"public":false}`); st != 200 {
+		t.Fatalf("patch project: %d", st)
+	}
+	if st := anon.status(t, "GET", "/v2/pub/app/manifests/v1", nil, nil); st != 401 {
+		t.Errorf("anonymous pull after making the project private: %d", st)
+	}
+}
