@@ -64,6 +64,9 @@ for i in $(seq 1 "$RUNS"); do
 done
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+cpu() { # tool: median user+system CPU seconds
+  for i in $(seq 1 "$RUNS"); do awk '{print $3+$4}' "$OUT/$1-time-$i"; done | median
+}
 stat() { # tool field
   for i in $(seq 1 "$RUNS"); do awk -v f="$2" '{print $f}' "$OUT/$1-time-$i"; done | median
 }
@@ -73,10 +76,10 @@ printf '%-5s %-24s %9s %12s %9s\n' tool "wall s (runs)" "median s" "peak RSS MB"
 for t in moat syft; do
   runs=$(for i in $(seq 1 "$RUNS"); do awk '{printf "%s ", $1}' "$OUT/$t-time-$i"; done)
   rss=$(for i in $(seq 1 "$RUNS"); do awk '{print $2}' "$OUT/$t-time-$i"; done | sort -n | tail -1)
-  cpu=$(for i in $(seq 1 "$RUNS"); do awk '{print $3+$4}' "$OUT/$t-time-$i"; done | median)
-  printf '%-5s %-24s %9s %12d %9s\n' "$t" "$runs" "$(stat "$t" 1)" "$((rss / 1024))" "$cpu"
+  printf '%-5s %-24s %9s %12d %9s\n' "$t" "$runs" "$(stat "$t" 1)" "$((rss / 1024))" "$(cpu "$t")"
 done
 awk -v m="$(stat moat 1)" -v s="$(stat syft 1)" 'BEGIN {printf "syft/moat wall time: %.2fx (target: >= 3x)\n", s/m}'
+awk -v m="$(cpu moat)" -v s="$(cpu syft)" 'BEGIN {printf "syft/moat CPU time:  %.2fx\n", s/m}'
 
 echo
 echo "package sets (name@version per ecosystem):"
@@ -87,8 +90,15 @@ log "Go benchmarks (scale $SCALE, -benchtime $BENCHTIME)"
 MOAT_BENCH_SCALE="$SCALE" go test ./internal/scan/ -run '^$' -bench '^(BenchmarkReadLayers|BenchmarkScan)$' \
   -benchtime "$BENCHTIME" -count 1 -timeout 60m | tee "$OUT/gobench.txt"
 awk '
-  /^BenchmarkReadLayers/ { for (i = 1; i <= NF; i++) { if ($(i+1) == "ns/op") r = $i; if ($(i+1) == "peak-heap-MB") rh = $i } }
-  /^BenchmarkScan/       { for (i = 1; i <= NF; i++) { if ($(i+1) == "ns/op") s = $i; if ($(i+1) == "peak-heap-MB") sh = $i; if ($(i+1) == "peak-go-mem-MB") sg = $i } }
-  END { if (r && s) printf "scan/read time ratio: %.2f (target: <= 1.25); read %.2f s, scan %.2f s; scan peak heap %s MB, Go memory %s MB (target: < 250 MB)\n", s/r, r/1e9, s/1e9, sh, sg }
+  function grab(arr,   i) { for (i = 2; i < NF; i++) arr[$(i+1)] = $i }
+  /^BenchmarkReadLayers/ { grab(r) }
+  /^BenchmarkScan/       { grab(s) }
+  END {
+    if (!r["ns/op"] || !s["ns/op"]) exit
+    printf "scan/read wall-time ratio: %.2f (target: <= 1.25); read %.2f s, scan %.2f s\n", s["ns/op"]/r["ns/op"], r["ns/op"]/1e9, s["ns/op"]/1e9
+    printf "scan/read CPU-time ratio:  %.2f; read %.2f CPU s, scan %.2f CPU s\n", s["cpu-s/op"]/r["cpu-s/op"], r["cpu-s/op"], s["cpu-s/op"]
+    printf "scan peak heap %s MB, Go memory %s MB (target: < 250 MB)\n", s["peak-heap-MB"], s["peak-go-mem-MB"]
+  }
 ' "$OUT/gobench.txt"
+echo "load average: $(cut -d" " -f1-3 /proc/loadavg) (other work on the machine inflates wall times; CPU times are steadier)"
 echo "results in $OUT"

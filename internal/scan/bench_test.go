@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -63,6 +64,7 @@ func benchImage(tb testing.TB, scale float64) *benchimage.Image {
 // heapSampler records the peak of the live heap and of the memory the Go
 // runtime holds from the OS while a benchmark runs.
 type heapSampler struct {
+	cpu0     time.Duration
 	stop     chan struct{}
 	done     chan struct{}
 	peakHeap uint64
@@ -71,7 +73,7 @@ type heapSampler struct {
 
 func startHeapSampler() *heapSampler {
 	runtime.GC()
-	s := &heapSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	s := &heapSampler{stop: make(chan struct{}), done: make(chan struct{}), cpu0: cpuTime()}
 	samples := []metrics.Sample{
 		{Name: "/memory/classes/heap/objects:bytes"},
 		{Name: "/memory/classes/total:bytes"},
@@ -101,9 +103,23 @@ func startHeapSampler() *heapSampler {
 	return s
 }
 
+// cpuTime is the user+system CPU time of this process so far: unlike wall
+// time it barely moves when other processes compete for the cores.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// report adds peak-heap-MB, peak-go-mem-MB and cpu-s/op (CPU seconds per
+// operation, user+system, all threads).
 func (s *heapSampler) report(b *testing.B) {
+	cpu := cpuTime() - s.cpu0
 	close(s.stop)
 	<-s.done
+	b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
 	b.ReportMetric(float64(s.peakHeap)/(1<<20), "peak-heap-MB")
 	b.ReportMetric(float64(s.peakSys)/(1<<20), "peak-go-mem-MB")
 }
