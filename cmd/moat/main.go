@@ -36,6 +36,7 @@ func newRootCmd() *cobra.Command {
 		newScanCmd(),
 		newDBCmd(),
 		newServeCmd(), newUserCmd(), newProjectCmd(), newMemberCmd(), newRobotCmd(), newGCCmd(),
+		newAgentCmd(), newRunningCmd(), newExposureCmd(),
 		newKeyCmd(), newSignCmd(), newVerifyCmd(), newAttestCmd(), newVerifyAttestationCmd(),
 	)
 	return root
