@@ -292,3 +292,21 @@ func TestForeignFixturesAreValidCycloneDX(t *testing.T) {
 		}
 	}
 }
+
+// SPDX 2.2 JSON goes through tools-golang's conversion to the 2.3 model.
+func TestReadSPDX22(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "syft-spdx.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = bytes.Replace(b, []byte(`"SPDX-2.3"`), []byte(`"SPDX-2.2"`), 1)
+	_, got, err := Read(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, want := readFile(t, "syft-spdx.json")
+	// SPDX 2.2 has no primaryPackagePurpose: the OS package becomes a
+	// package without a type (which matching ignores).
+	want = append(want, catalog.Package{Name: "alpine", Version: "3.20.3", Layer: -1})
+	comparePackages(t, got, want)
+}
