@@ -90,10 +90,10 @@ type Container struct {
 
 // Mount is a host path mounted into a container.
 type Mount struct {
-	HostPath  string
-	Target    string
-	ReadOnly  bool
-	Field     string
+	HostPath string
+	Target   string
+	ReadOnly bool
+	Field    string
 }
 
 // RootUser reports whether a user string (image USER, compose user:) means
