@@ -601,10 +601,10 @@ func (s *Server) appendChunk(w http.ResponseWriter, r *http.Request, ss *session
 		internalError(w, err)
 		return false
 	}
+	// No fsync per chunk: a kill -9 keeps written bytes, and after a power
+	// loss a file shorter than the recorded offset discards the session
+	// (loadSession). The blob is fsynced once, when committed.
 	n, err := copyLimited(io.MultiWriter(f, ss.h), r.Body, s.MaxBlobSize-ss.offset)
-	if err == nil {
-		err = f.Sync()
-	}
 	f.Close()
 	if err != nil {
 		rollback()
