@@ -77,7 +77,7 @@ type Rule struct {
 // Match scopes a rule; empty fields match everything.
 type Match struct {
 	Namespaces, ExcludeNamespaces, Projects, Kinds patterns
-	Labels                                          map[string]string
+	Labels                                         map[string]string
 }
 
 // Exemption exempts objects from a rule until it expires.
@@ -120,15 +120,15 @@ type limit struct {
 }
 
 type runtimeRule struct {
-	runAsNonRoot, readOnlyRootFS                                 bool
+	runAsNonRoot, readOnlyRootFS                                bool
 	denyPrivileged, denyHostNamespaces, denyPrivilegeEscalation bool
-	denyUnconfinedSeccomp                                        bool
-	memory, cpu, pids                                            *limit
-	capsChecked                                                  bool
-	allowedCaps                                                  map[string]bool
-	requireDropAll                                               bool
-	hostPathsChecked                                             bool
-	allowedHostPaths                                             patterns
+	denyUnconfinedSeccomp                                       bool
+	memory, cpu, pids                                           *limit
+	capsChecked                                                 bool
+	allowedCaps                                                 map[string]bool
+	requireDropAll                                              bool
+	hostPathsChecked                                            bool
+	allowedHostPaths                                            patterns
 }
 
 // MaxPolicyBytes bounds the size of a policy file.
