@@ -34,6 +34,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(
 		newScanCmd(),
+		newCheckCmd(),
 		newDBCmd(),
 		newServeCmd(), newUserCmd(), newProjectCmd(), newMemberCmd(), newRobotCmd(), newGCCmd(),
 		newAgentCmd(), newRunningCmd(), newExposureCmd(),
