@@ -206,14 +206,23 @@ func (r *Remote) VerifyAttestations(ctx context.Context, ref string, keys []Publ
 	if err != nil {
 		return nil, err
 	}
-	res := &AttestationsResult{Image: subj.Ref.Context().Name(), Digest: subj.Ref.DigestStr()}
-	cands, err := r.collect(ctx, subj, attKind)
+	src, err := r.source(ctx, subj.Ref.Context())
+	if err != nil {
+		return nil, err
+	}
+	return VerifyAttestationsIn(ctx, src, subj.Ref.Context().Name(), subj.Ref.DigestStr(), keys, predicateType, r.NoTag, r.NoReferrers)
+}
+
+// VerifyAttestationsIn checks the attestations of image@dgst found in src.
+func VerifyAttestationsIn(ctx context.Context, src Source, image, dgst string, keys []PublicKey, predicateType string, noTag, noReferrers bool) (*AttestationsResult, error) {
+	res := &AttestationsResult{Image: image, Digest: dgst}
+	cands, err := collect(ctx, src, dgst, noTag, noReferrers, attKind)
 	if err != nil {
 		return res, err
 	}
 	var srs []SignatureResult
 	for _, c := range cands {
-		ar := checkAttestation(c, subj.Ref.DigestStr(), keys)
+		ar := checkAttestation(c, dgst, keys)
 		if predicateType != "" && ar.PredicateType != predicateType {
 			continue // another kind of attestation (per its signed statement when it verified): not asked about
 		}

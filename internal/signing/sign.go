@@ -114,13 +114,23 @@ func (r *Remote) Verify(ctx context.Context, ref string, keys []PublicKey) (*Ver
 	if err != nil {
 		return nil, err
 	}
-	res := &VerifyResult{Image: subj.Ref.Context().Name(), Digest: subj.Ref.DigestStr()}
-	cands, err := r.collect(ctx, subj, sigKind)
+	src, err := r.source(ctx, subj.Ref.Context())
+	if err != nil {
+		return nil, err
+	}
+	return VerifySignatures(ctx, src, subj.Ref.Context().Name(), subj.Ref.DigestStr(), keys, r.NoTag, r.NoReferrers)
+}
+
+// VerifySignatures checks the signatures of the image image@dgst found in
+// src (the cosign tag unless noTag, the referrers unless noReferrers).
+func VerifySignatures(ctx context.Context, src Source, image, dgst string, keys []PublicKey, noTag, noReferrers bool) (*VerifyResult, error) {
+	res := &VerifyResult{Image: image, Digest: dgst}
+	cands, err := collect(ctx, src, dgst, noTag, noReferrers, sigKind)
 	if err != nil {
 		return res, err
 	}
 	for _, c := range cands {
-		sr := checkSignature(c, subj.Ref.DigestStr(), keys)
+		sr := checkSignature(c, dgst, keys)
 		res.Signatures = append(res.Signatures, sr)
 		if sr.Verified {
 			res.Verified = true

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -134,42 +136,120 @@ type candidate struct {
 	err         error
 }
 
-// collect finds the attachments of subj of kind k in the cosign tag and
-// in the referrers API (both fetched in parallel), deduplicated, at most
-// MaxSignatures, and downloads their content (at most k.maxSize bytes each).
-func (r *Remote) collect(ctx context.Context, subj *Subject, k kind) ([]*candidate, error) {
+// ErrNotFound is what a Source returns for a manifest that does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Source is where signatures and attestations are read from: a remote
+// registry (Remote) or a registry's own storage (for pull-time checks).
+// Every method works within the repository of the image being verified.
+type Source interface {
+	// Manifest returns the manifest a tag or digest names, or ErrNotFound.
+	Manifest(ctx context.Context, ref string) ([]byte, error)
+	// Referrers lists the manifests whose subject is digest.
+	Referrers(ctx context.Context, digest string) ([]v1.Descriptor, error)
+	// Blob returns a blob's content; more than max bytes is an error.
+	Blob(ctx context.Context, digest string, max int64) ([]byte, error)
+}
+
+// remoteSource reads from a registry with go-containerregistry.
+type remoteSource struct {
+	repo name.Repository
+	opts []remote.Option
+}
+
+func (r *Remote) source(ctx context.Context, repo name.Repository) (*remoteSource, error) {
 	opts, err := r.pull(ctx)
 	if err != nil {
 		return nil, err
 	}
-	repo := subj.Ref.Context()
+	return &remoteSource{repo: repo, opts: opts}, nil
+}
+
+func (s *remoteSource) Manifest(ctx context.Context, ref string) ([]byte, error) {
+	var nr name.Reference = s.repo.Tag(ref)
+	if strings.Contains(ref, ":") {
+		nr = s.repo.Digest(ref)
+	}
+	d, err := remote.Get(nr, append(s.opts, remote.WithContext(ctx))...)
+	if err != nil {
+		if isNotFound(err) {
+			return nil, ErrNotFound
+		}
+		return nil, err
+	}
+	if len(d.Manifest) > maxManifest {
+		return nil, fmt.Errorf("manifest of %d bytes is too large", len(d.Manifest))
+	}
+	return d.Manifest, nil
+}
+
+func (s *remoteSource) Referrers(ctx context.Context, digest string) ([]v1.Descriptor, error) {
+	idx, err := remote.Referrers(s.repo.Digest(digest), append(s.opts, remote.WithContext(ctx))...)
+	if err != nil {
+		if isNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	return im.Manifests, nil
+}
+
+func (s *remoteSource) Blob(ctx context.Context, digest string, max int64) ([]byte, error) {
+	l, err := remote.Layer(s.repo.Digest(digest), append(s.opts, remote.WithContext(ctx))...)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("more than %d bytes", max)
+	}
+	return data, nil
+}
+
+// collect finds the attachments of kind k of the image with digest dgst in
+// src: the cosign tag and the referrers API (read in parallel),
+// deduplicated, at most MaxSignatures, and downloads their content (at
+// most k.maxSize bytes each, digest checked).
+func collect(ctx context.Context, src Source, dgst string, noTag, noReferrers bool, k kind) ([]*candidate, error) {
 	var (
 		mu    sync.Mutex
 		cands []*candidate
 		index = map[string]*candidate{}
 	)
-	add := func(src string, l v1.Descriptor) {
+	add := func(from string, l v1.Descriptor) {
 		mu.Lock()
 		defer mu.Unlock()
 		key := l.Digest.String() + "\x00" + l.Annotations[SignatureAnnotation]
 		if c, ok := index[key]; ok {
-			c.sources = append(c.sources, src)
+			c.sources = append(c.sources, from)
 			return
 		}
 		if len(cands) >= MaxSignatures {
 			return
 		}
-		c := &candidate{sources: []string{src}, layer: l, annotations: l.Annotations}
+		c := &candidate{sources: []string{from}, layer: l, annotations: l.Annotations}
 		index[key] = c
 		cands = append(cands, c)
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	if !r.NoTag {
+	if !noTag {
 		g.Go(func() error {
-			tag := cosignTag(subj.Ref, k.suffix)
-			raw, err := fetchManifest(gctx, tag, opts)
+			tag := strings.Replace(dgst, ":", "-", 1) + "." + k.suffix
+			raw, err := src.Manifest(gctx, tag)
 			if err != nil {
-				if isNotFound(err) {
+				if errors.Is(err, ErrNotFound) {
 					return nil
 				}
 				return fmt.Errorf("read %s: %w", tag, err)
@@ -183,27 +263,20 @@ func (r *Remote) collect(ctx context.Context, subj *Subject, k kind) ([]*candida
 					break
 				}
 				if string(l.MediaType) == k.mediaType {
-					add("tag "+tag.TagStr(), l)
+					add("tag "+tag, l)
 				}
 			}
 			return nil
 		})
 	}
-	if !r.NoReferrers {
+	if !noReferrers {
 		g.Go(func() error {
-			idx, err := remote.Referrers(subj.Ref, append(opts, remote.WithContext(gctx))...)
+			descs, err := src.Referrers(gctx, dgst)
 			if err != nil {
-				if isNotFound(err) {
-					return nil
-				}
-				return fmt.Errorf("list referrers of %s: %w", subj.Ref, err)
-			}
-			im, err := idx.IndexManifest()
-			if err != nil {
-				return fmt.Errorf("list referrers of %s: %w", subj.Ref, err)
+				return fmt.Errorf("list referrers of %s: %w", dgst, err)
 			}
 			var want []v1.Descriptor
-			for i, d := range im.Manifests {
+			for i, d := range descs {
 				if i >= MaxReferrers {
 					break
 				}
@@ -215,7 +288,7 @@ func (r *Remote) collect(ctx context.Context, subj *Subject, k kind) ([]*candida
 			rg.SetLimit(8)
 			for _, d := range want {
 				rg.Go(func() error {
-					raw, err := fetchManifest(rctx, repo.Digest(d.Digest.String()), opts)
+					raw, err := src.Manifest(rctx, d.Digest.String())
 					if err != nil {
 						return fmt.Errorf("read referrer %s: %w", d.Digest, err)
 					}
@@ -223,7 +296,7 @@ func (r *Remote) collect(ctx context.Context, subj *Subject, k kind) ([]*candida
 					if err := json.Unmarshal(raw, &m); err != nil {
 						return fmt.Errorf("referrer %s: not an image manifest: %w", d.Digest, err)
 					}
-					if m.Subject == nil || m.Subject.Digest != subj.Descriptor.Digest {
+					if m.Subject == nil || m.Subject.Digest.String() != dgst {
 						return nil // listed but not about this image: ignore
 					}
 					for _, l := range m.Layers {
@@ -249,24 +322,11 @@ func (r *Remote) collect(ctx context.Context, subj *Subject, k kind) ([]*candida
 				c.err = fmt.Errorf("layer %s is %d bytes, more than the %d allowed", c.layer.Digest, c.layer.Size, k.maxSize)
 				return nil
 			}
-			l, err := remote.Layer(repo.Digest(c.layer.Digest.String()), append(opts, remote.WithContext(dctx))...)
-			if err != nil {
-				c.err = fmt.Errorf("fetch layer %s: %w", c.layer.Digest, err)
-				return nil
-			}
-			rc, err := l.Compressed()
-			if err != nil {
-				c.err = fmt.Errorf("fetch layer %s: %w", c.layer.Digest, err)
-				return nil
-			}
-			defer rc.Close()
-			data, err := io.ReadAll(io.LimitReader(rc, k.maxSize+1))
-			if err == nil && int64(len(data)) > k.maxSize {
-				err = fmt.Errorf("more than %d bytes", k.maxSize)
-			}
-			if err == nil {
-				// Reading to EOF makes go-containerregistry verify the digest.
-				_, err = io.Copy(io.Discard, rc)
+			data, err := src.Blob(dctx, c.layer.Digest.String(), k.maxSize)
+			if err == nil && c.layer.Digest.Algorithm == "sha256" {
+				if h, _, _ := v1.SHA256(bytes.NewReader(data)); h != c.layer.Digest {
+					err = fmt.Errorf("content does not match its digest")
+				}
 			}
 			if err != nil {
 				c.err = fmt.Errorf("fetch layer %s: %w", c.layer.Digest, err)
@@ -279,16 +339,4 @@ func (r *Remote) collect(ctx context.Context, subj *Subject, k kind) ([]*candida
 	_ = dg.Wait()
 	sort.SliceStable(cands, func(i, j int) bool { return cands[i].sources[0] < cands[j].sources[0] })
 	return cands, nil
-}
-
-// fetchManifest GETs a manifest, bounded in size.
-func fetchManifest(ctx context.Context, ref name.Reference, opts []remote.Option) ([]byte, error) {
-	d, err := remote.Get(ref, append(opts, remote.WithContext(ctx))...)
-	if err != nil {
-		return nil, err
-	}
-	if len(d.Manifest) > maxManifest {
-		return nil, fmt.Errorf("manifest of %d bytes is too large", len(d.Manifest))
-	}
-	return d.Manifest, nil
 }

@@ -1,0 +1,87 @@
+package signing
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBenchVerifyVsCosign measures whole-process verification of 20 signed
+// images in a registry on 127.0.0.1: `moat verify` against `cosign verify`
+// with the same key and image digests, each image in its own process, and
+// all 20 images in one process. It is a benchmark, not a unit test: it runs
+// only with MOAT_BENCH=1 and prints its figures (no thresholds).
+//
+//	MOAT_BENCH=1 go test ./internal/signing -run BenchVerifyVsCosign -v
+//
+// MOAT_BENCH_REGISTRY=moat (default) uses moat's registry with token auth;
+// ggcr uses go-containerregistry's in-memory registry without auth.
+func TestBenchVerifyVsCosign(t *testing.T) {
+	if os.Getenv("MOAT_BENCH") != "1" {
+		t.Skip("benchmark: set MOAT_BENCH=1")
+	}
+	ctx := context.Background()
+	var reg *testReg
+	if os.Getenv("MOAT_BENCH_REGISTRY") == "ggcr" {
+		reg = ggcrRegistry(t)
+	} else {
+		reg = moatRegistry(t)
+	}
+	cs := newCosign(t, reg)
+	dir := t.TempDir()
+	moatBin := filepath.Join(dir, "moat")
+	build := exec.Command("go", "build", "-o", moatBin, "../../cmd/moat")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build moat: %v\n%s", err, out)
+	}
+	_, pub, _ := writeKeyPair(t, dir, "bench", "")
+	key, err := LoadPrivateKey(filepath.Join(dir, "bench.key"), []byte("interop-pass"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refs []string
+	for i := 0; i < 20; i++ {
+		ref, dig := pushRandom(t, reg, "proj/bench"+string(rune('a'+i)))
+		if _, err := reg.remote().Sign(ctx, ref+":v1", key, SignOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, ref+"@"+dig.String())
+	}
+	moatArgs := func(refs ...string) []string {
+		return append([]string{"verify", "--insecure", "--key", pub}, refs...)
+	}
+	cosignArgs := func(refs ...string) []string {
+		return append(cs.verifyArgs("verify", pub), refs...)
+	}
+	runAll := func(bin string, args func(...string) []string, perImage bool) time.Duration {
+		start := time.Now()
+		groups := [][]string{refs}
+		if perImage {
+			groups = nil
+			for _, r := range refs {
+				groups = append(groups, []string{r})
+			}
+		}
+		for _, g := range groups {
+			cmd := exec.Command(bin, args(g...)...)
+			cmd.Dir, cmd.Env = cs.dir, cs.env
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args(g...), " "), err, out)
+			}
+		}
+		return time.Since(start)
+	}
+	// Warm the page cache for both binaries once.
+	runAll(moatBin, moatArgs, false)
+	runAll(cs.bin, cosignArgs, false)
+	mPer, cPer := runAll(moatBin, moatArgs, true), runAll(cs.bin, cosignArgs, true)
+	mOne, cOne := runAll(moatBin, moatArgs, false), runAll(cs.bin, cosignArgs, false)
+	t.Logf("registry=%s GOMAXPROCS=%d, 20 images signed by digest", reg.name, runtime.GOMAXPROCS(0))
+	t.Logf("20 processes (one image each): moat %v, cosign %v, cosign/moat = %.1fx", mPer.Round(time.Millisecond), cPer.Round(time.Millisecond), float64(cPer)/float64(mPer))
+	t.Logf("1 process (20 images):         moat %v, cosign %v, cosign/moat = %.1fx", mOne.Round(time.Millisecond), cOne.Round(time.Millisecond), float64(cOne)/float64(mOne))
+}
