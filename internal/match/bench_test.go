@@ -38,7 +38,7 @@ func benchDB(b *testing.B) string {
 			benchErr = err
 			return
 		}
-		benchDBDir = filepath.Join(os.TempDir(), fmt.Sprintf("moat-benchdb-%d-v2", n))
+		benchDBDir = filepath.Join(os.TempDir(), fmt.Sprintf("moat-benchdb-%d-v3", n))
 		if _, err := os.Stat(filepath.Join(benchDBDir, "complete")); err == nil {
 			return
 		}
@@ -57,8 +57,10 @@ func benchDB(b *testing.B) string {
 	return benchDBDir
 }
 
-// benchPackages is an SBOM-like package list: mostly npm and Debian, about
-// a quarter of the names carrying advisories in the generated data.
+// benchPackages is an SBOM-like package list: 40% npm, 20% Debian, the
+// rest spread over other ecosystems. Language package names are drawn from
+// a pool ten times the number of names with advisories (most installed
+// libraries have none), OS package names from twice that number.
 func benchPackages(n int) []catalog.Package {
 	r := rand.New(rand.NewSource(7))
 	type kind struct {
@@ -81,10 +83,11 @@ func benchPackages(n int) []catalog.Package {
 	for _, k := range kinds {
 		m := int(float64(n) * k.share)
 		for i := 0; i < m; i++ {
-			idx := r.Intn(k.pool)
-			if r.Intn(4) == 0 {
-				idx = r.Intn(k.pool / 20) // popular names carry advisories
+			pool := k.pool * 10
+			if k.typ.OSPackage() {
+				pool = k.pool * 2
 			}
+			idx := r.Intn(pool)
 			name := osvgen.PackageName(k.eco, idx)
 			ver := osvgen.Version(k.eco, 1+r.Intn(5), r.Intn(20), r.Intn(30))
 			p := catalog.Package{Name: name, Version: ver, Type: k.typ, Ecosystem: k.eco}
@@ -159,7 +162,7 @@ func BenchmarkLookup(b *testing.B) {
 	b.ReportMetric(float64(hits)/float64(len(qs)), "hit-ratio")
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		x := &qs[i&4095]
+		x := &qs[i%len(qs)]
 		db.Count(x.eco, x.name)
 	}
 	b.StopTimer()

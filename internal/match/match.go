@@ -20,9 +20,11 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/moat-dev/moat/internal/catalog"
 	"github.com/moat-dev/moat/internal/version"
@@ -149,48 +151,43 @@ var binNMU = regexp.MustCompile(`\+b[0-9]+$`)
 
 type lookupKey struct{ eco, name string }
 
-// Match looks up every package and returns the findings.
+// Match looks up every package and returns the findings. Large package
+// lists are matched by several goroutines (one per CPU); the result does
+// not depend on how they were split.
 func (m Matcher) Match(ctx context.Context, pkgs []catalog.Package) (*Result, error) {
 	if m.DB == nil {
 		return nil, fmt.Errorf("no vulnerability database")
 	}
+	workers := min(runtime.GOMAXPROCS(0), len(pkgs)/512+1)
+	parts := make([]*partial, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		lo, hi := len(pkgs)*w/workers, len(pkgs)*(w+1)/workers
+		parts[w] = &partial{}
+		wg.Add(1)
+		go func(p *partial) {
+			defer wg.Done()
+			m.matchRange(ctx, pkgs[lo:hi], p)
+		}(parts[w])
+	}
+	wg.Wait()
 	res := &Result{Packages: len(pkgs), Findings: []Finding{}}
-	cache := map[lookupKey][]*vulndb.Vulnerability{}
 	noData := map[string]bool{}
 	warned := map[string]bool{}
-	warn := func(s string) {
-		if !warned[s] {
-			warned[s] = true
-			res.Warnings = append(res.Warnings, s)
+	for _, p := range parts {
+		if p.err != nil {
+			return nil, p.err
 		}
-	}
-	for i := range pkgs {
-		if i%256 == 0 && ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		p := &pkgs[i]
-		eco, name, ver, ok := Query(p)
-		if !ok {
-			continue
-		}
-		if !m.DB.HasEcosystem(eco) {
-			noData[vulndb.BaseEcosystem(eco)] = true
-			continue
-		}
-		k := lookupKey{eco, name}
-		recs, seen := cache[k]
-		if !seen {
-			var err error
-			recs, err = m.DB.Lookup(eco, name)
-			if err != nil {
-				return nil, err
+		res.Findings = append(res.Findings, p.findings...)
+		for _, w := range p.warnings {
+			if !warned[w] {
+				warned[w] = true
+				res.Warnings = append(res.Warnings, w)
 			}
-			cache[k] = recs
 		}
-		if len(recs) == 0 {
-			continue
+		for e := range p.noData {
+			noData[e] = true
 		}
-		res.Findings = append(res.Findings, matchPackage(p, eco, name, ver, recs, warn)...)
 	}
 	for e := range noData {
 		res.NoData = append(res.NoData, e)
@@ -200,6 +197,56 @@ func (m Matcher) Match(ctx context.Context, pkgs []catalog.Package) (*Result, er
 	return res, nil
 }
 
+type partial struct {
+	findings []Finding
+	warnings []string
+	noData   map[string]bool
+	err      error
+}
+
+func (m Matcher) matchRange(ctx context.Context, pkgs []catalog.Package, out *partial) {
+	cache := map[lookupKey][]*vulndb.Vulnerability{}
+	out.noData = map[string]bool{}
+	warned := map[string]bool{}
+	warn := func(s string) {
+		if !warned[s] {
+			warned[s] = true
+			out.warnings = append(out.warnings, s)
+		}
+	}
+	vc := vcache{}
+	for i := range pkgs {
+		if i%256 == 0 && ctx.Err() != nil {
+			out.err = ctx.Err()
+			return
+		}
+		p := &pkgs[i]
+		eco, name, ver, ok := Query(p)
+		if !ok {
+			continue
+		}
+		if !m.DB.HasEcosystem(eco) {
+			out.noData[vulndb.BaseEcosystem(eco)] = true
+			continue
+		}
+		k := lookupKey{eco, name}
+		recs, seen := cache[k]
+		if !seen {
+			var err error
+			recs, err = m.DB.Lookup(eco, name)
+			if err != nil {
+				out.err = err
+				return
+			}
+			cache[k] = recs
+		}
+		if len(recs) == 0 {
+			continue
+		}
+		out.findings = append(out.findings, matchPackage(p, eco, name, ver, recs, warn, vc)...)
+	}
+}
+
 type hit struct {
 	rec      *vulndb.Vulnerability
 	affected []*vulndb.Affected
@@ -207,7 +254,7 @@ type hit struct {
 }
 
 // matchPackage evaluates the records of one package and folds aliases.
-func matchPackage(p *catalog.Package, eco, name, ver string, recs []*vulndb.Vulnerability, warn func(string)) []Finding {
+func matchPackage(p *catalog.Package, eco, name, ver string, recs []*vulndb.Vulnerability, warn func(string), vc vcache) []Finding {
 	norm := vulndb.NormalizeName(eco, name)
 	var hits []hit
 	for _, r := range recs {
@@ -217,7 +264,7 @@ func matchPackage(p *catalog.Package, eco, name, ver string, recs []*vulndb.Vuln
 			if !vulndb.EcosystemApplies(eco, a.Package.Ecosystem) || vulndb.NormalizeName(a.Package.Ecosystem, a.Package.Name) != norm {
 				continue
 			}
-			in, fixed, err := Affects(a, eco, ver)
+			in, fixed, err := affects(a, eco, ver, vc)
 			if err != nil {
 				warn(fmt.Sprintf("%s %s %s: %s: %v", eco, name, ver, r.ID, err))
 			}

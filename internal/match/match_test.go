@@ -572,3 +572,25 @@ func TestUpgradeSmallestThatFixesMost(t *testing.T) {
 		t.Fatalf("upgrade = %+v", u)
 	}
 }
+
+func TestMatchManyPackagesSplitAcrossWorkers(t *testing.T) {
+	db := realDB(t)
+	one := run(t, db, goPkg("golang.org/x/text", "v0.3.6"))
+	var pkgs []catalog.Package
+	for i := 0; i < 1500; i++ {
+		p := goPkg("golang.org/x/text", "v0.3.6")
+		p.Locations = []catalog.Location{{Path: fmt.Sprintf("/app/bin%04d", i)}}
+		pkgs = append(pkgs, p)
+	}
+	res := run(t, db, pkgs...)
+	if len(res.Findings) != 1500*len(one.Findings) || res.Packages != 1500 {
+		t.Fatalf("%d findings for 1500 packages, want %d", len(res.Findings), 1500*len(one.Findings))
+	}
+	// sorted by severity, package, ID, then path
+	for i := 1; i < len(res.Findings); i++ {
+		a, b := res.Findings[i-1], res.Findings[i]
+		if a.ID == b.ID && firstPath(&a.Package) >= firstPath(&b.Package) {
+			t.Fatalf("findings out of order at %d", i)
+		}
+	}
+}

@@ -27,6 +27,37 @@ import (
 // A range whose versions cannot be parsed is skipped and reported in err;
 // the other ranges still count.
 func Affects(a *vulndb.Affected, eco, ver string) (bool, []string, error) {
+	return affects(a, eco, ver, nil)
+}
+
+// vcache memoises version parsing within one Match call (records of one
+// package repeat the same event versions).
+type vcache map[vkey]parsedVersion
+
+type vkey struct {
+	cmp string
+	s   string
+}
+
+type parsedVersion struct {
+	v   version.Version
+	err error
+}
+
+func (c vcache) parse(cmp version.Comparator, s string) (version.Version, error) {
+	if c == nil {
+		return cmp.Parse(s)
+	}
+	k := vkey{cmp.Name(), s}
+	if p, ok := c[k]; ok {
+		return p.v, p.err
+	}
+	v, err := cmp.Parse(s)
+	c[k] = parsedVersion{v, err}
+	return v, err
+}
+
+func affects(a *vulndb.Affected, eco, ver string, cache vcache) (bool, []string, error) {
 	affected := false
 	for _, v := range a.Versions {
 		if sameVersionString(eco, v, ver) {
@@ -46,14 +77,14 @@ func Affects(a *vulndb.Affected, eco, ver string) (bool, []string, error) {
 				cmp = version.Go
 			} else {
 				cmp = version.SemVer
-				if _, err := cmp.Parse(strings.TrimPrefix(ver, "v")); err != nil {
+				if _, err := cache.parse(cmp, strings.TrimPrefix(ver, "v")); err != nil {
 					cmp = version.For(eco)
 				}
 			}
 		default:
 			continue
 		}
-		in, fx, err := inRange(r.Events, cmp, ver)
+		in, fx, err := inRange(r.Events, cmp, ver, cache)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -98,8 +129,8 @@ func kindRank(k byte) int {
 	return 3
 }
 
-func inRange(evs []vulndb.Event, cmp version.Comparator, ver string) (bool, []string, error) {
-	pv, err := cmp.Parse(ver)
+func inRange(evs []vulndb.Event, cmp version.Comparator, ver string, cache vcache) (bool, []string, error) {
+	pv, err := cache.parse(cmp, ver)
 	if err != nil {
 		return false, nil, fmt.Errorf("cannot compare: %w", err)
 	}
@@ -123,7 +154,7 @@ func inRange(evs []vulndb.Event, cmp version.Comparator, ver string) (bool, []st
 			continue
 		}
 		if !(ev.kind == 'i' && ev.raw == "0") {
-			v, err := cmp.Parse(ev.raw)
+			v, err := cache.parse(cmp, ev.raw)
 			if err != nil {
 				return false, nil, fmt.Errorf("range event: %w", err)
 			}

@@ -47,7 +47,7 @@ const (
 	blockEntry    = 16
 	// blockTarget is the uncompressed size at which a record block is
 	// closed.
-	blockTarget = 64 << 10
+	blockTarget = 16 << 10
 	// maxBlockSize bounds the decompressed size a reader accepts.
 	maxBlockSize = 64 << 20
 	fileSuffix   = ".moatdb"

@@ -181,8 +181,10 @@ func record(b *strings.Builder, s Share, r *rand.Rand, serial int) string {
 	} else if r.Intn(5) == 0 {
 		naff = 2
 	}
-	// skewed popularity: a few packages carry many advisories
-	pkg := int(float64(s.Packages) * r.Float64() * r.Float64())
+	// skewed popularity: the top 1% of names carry about 10% of the
+	// advisories, as in the public data
+	x := r.Float64()
+	pkg := int(float64(s.Packages) * x * x)
 	for a := 0; a < naff; a++ {
 		if a > 0 {
 			b.WriteByte(',')
@@ -239,7 +241,7 @@ func Cached(total int) (string, error) {
 	if d := os.Getenv("MOAT_BENCH_DATA"); d != "" {
 		return d, nil
 	}
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("moat-osvgen-%d-v2", total))
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("moat-osvgen-%d-v3", total))
 	if _, err := os.Stat(filepath.Join(dir, "complete")); err == nil {
 		return dir, nil
 	}
