@@ -105,6 +105,7 @@ func TestCosignInterop(t *testing.T) {
 				if err != nil || !strings.Contains(out, dig.String()) {
 					t.Fatalf("cosign verify: %v\n%s", err, out)
 				}
+				t.Logf("cosign verify:\n%s", out)
 				// cosign refuses it with another key.
 				_, otherPub, _ := writeKeyPair(t, dir, "other", "")
 				if out, err := cs.run(nil, append(cs.verifyArgs("verify", otherPub), ref+"@"+dig.String())...); err == nil {
@@ -168,6 +169,28 @@ func TestCosignInterop(t *testing.T) {
 				}
 			})
 
+			t.Run("ed25519 keys both ways", func(t *testing.T) {
+				edPriv, edPub, edKeys := writeKeyPair(t, dir, "ed", AlgEd25519)
+				edKey, err := LoadPrivateKey(edPriv, []byte("interop-pass"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ref, dig := pushRandom(t, reg, "proj/ed25519")
+				if _, err := reg.remote().Sign(ctx, ref+":v1", edKey, SignOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				if out, err := cs.run(nil, append(cs.verifyArgs("verify", edPub), ref+"@"+dig.String())...); err != nil {
+					t.Fatalf("cosign verify of moat's ed25519 signature: %v\n%s", err, out)
+				}
+				ref2, dig2 := pushRandom(t, reg, "proj/ed25519-cosign")
+				if out, err := cs.run(nil, "sign", "--key", edPriv, "--tlog-upload=false", "--allow-http-registry", "--yes", ref2+"@"+dig2.String()); err != nil {
+					t.Fatalf("cosign sign with moat's ed25519 key: %v\n%s", err, out)
+				}
+				if vr, err := reg.remote().Verify(ctx, ref2+":v1", edKeys); err != nil {
+					t.Fatalf("moat verify of cosign's ed25519 signature: %v %+v", err, vr)
+				}
+			})
+
 			t.Run("attestations both ways", func(t *testing.T) {
 				ref, dig := pushRandom(t, reg, "proj/attested")
 				bom := json.RawMessage(`{"bomFormat":"CycloneDX","specVersion":"1.6","version":1,"components":[{"type":"library","name":"left-pad","version":"1.3.0"}]}`)
@@ -178,6 +201,7 @@ func TestCosignInterop(t *testing.T) {
 				if err != nil || !strings.Contains(out, "payload") {
 					t.Fatalf("cosign verify-attestation of moat's: %v\n%s", err, out)
 				}
+				t.Logf("cosign verify-attestation:\n%.600s", out)
 				if out, err := cs.run(nil, append(cs.verifyArgs("verify-attestation", moatPub), "--type", "slsaprovenance1", ref+"@"+dig.String())...); err == nil {
 					t.Fatalf("cosign accepted a cyclonedx attestation as slsaprovenance1:\n%s", out)
 				}
