@@ -58,6 +58,7 @@ with backoff and catches up; changes made meanwhile are not lost.`,
 	f.StringVar(&cfg.Token, "token", "", `robot account credential "robot$NAME:SECRET" [MOAT_AGENT_TOKEN]`)
 	f.StringVar(&cfg.CACert, "ca-cert", "", "extra trusted CA certificate for the server")
 	f.StringVar(&cfg.DockerHost, "docker-host", "", "Docker engine socket path or URL (default DOCKER_HOST or /var/run/docker.sock)")
+	f.StringArrayVar(&cfg.Labels, "label", nil, "only containers with this label (KEY or KEY=VALUE; repeatable)")
 	f.StringVar(&cfg.HostName, "host-name", "", "name of this host on the server (default: the engine's host name)")
 	f.DurationVar(&cfg.StatsInterval, "stats-interval", 30*time.Second, "resource sampling interval (negative: off)")
 	f.DurationVar(&cfg.Heartbeat, "heartbeat", 30*time.Second, "report at least this often")

@@ -45,6 +45,9 @@ type Config struct {
 	// (unix:///var/run/docker.sock, tcp://...); empty means DOCKER_HOST or
 	// the default socket.
 	DockerHost string
+	// Labels, when set, restricts the agent to containers carrying all of
+	// these labels ("KEY" or "KEY=VALUE").
+	Labels []string
 	// HostName names the host on the server (default: the engine's host
 	// name).
 	HostName string

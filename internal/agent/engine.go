@@ -85,9 +85,14 @@ func (a *Agent) watchOnce(ctx context.Context, bo *backoff) error {
 	for _, act := range watchedActions {
 		f.Add("event", act)
 	}
+	lf := filters.NewArgs()
+	for _, l := range a.cfg.Labels {
+		f.Add("label", l)
+		lf.Add("label", l)
+	}
 	msgs, errs := a.cli.Events(evCtx, events.ListOptions{Filters: f})
 
-	list, err := a.cli.ContainerList(ctx, container.ListOptions{All: true})
+	list, err := a.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: lf})
 	if err != nil {
 		return err
 	}

@@ -27,7 +27,9 @@ func FuzzAgentInput(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer st.Close()
-	robot := func(*http.Request) (fleet.Principal, error) { return fleet.Principal{Name: "robot$fuzz", Robot: true}, nil }
+	robot := func(*http.Request) (fleet.Principal, error) {
+		return fleet.Principal{Name: "robot$fuzz", Robot: true}, nil
+	}
 	srv := fleet.NewServer(st, robot, fleet.Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	paths := []struct{ method, path string }{
 		{"POST", "/api/v1/fleet/report"}, {"POST", "/api/v1/fleet/stats"}, {"POST", "/api/v1/fleet/images/missing"},
