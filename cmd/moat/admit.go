@@ -87,7 +87,9 @@ func runAdmit(ctx context.Context, f admitFlags) error {
 	s.SetPolicy(pol)
 	go admission.WatchPolicy(ctx, s, f.policy, f.reload,
 		func(p *policy.Policy) { log.Info("policy reloaded", "file", f.policy, "rules", len(p.Rules)) },
-		func(err error) { log.Error("policy not reloaded; the previous policy stays in force", "error", err.Error()) })
+		func(err error) {
+			log.Error("policy not reloaded; the previous policy stays in force", "error", err.Error())
+		})
 	cert, err := tls.LoadX509KeyPair(f.cert, f.key)
 	if err != nil {
 		return fmt.Errorf("TLS key pair: %w", err)
