@@ -1,10 +1,13 @@
 package fleet
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 
+	"github.com/moat-dev/moat/internal/policy"
 	"github.com/moat-dev/moat/internal/workload"
 )
 
@@ -12,7 +15,7 @@ import (
 // model shared with `moat check`, the admission webhook and the Docker
 // authorization plugin, and returns its violations.
 type RuntimeChecker interface {
-	CheckRuntime(w *workload.Workload) []Violation
+	CheckRuntime(ctx context.Context, w *workload.Workload) []Violation
 }
 
 // Workload describes a running container in the shared workload model
@@ -28,6 +31,9 @@ func Workload(host string, c *Container) *workload.Workload {
 	user := r.User
 	if user == "" {
 		user = r.ImageUser
+	}
+	if user == "" {
+		user = "root" // neither the container nor the image sets a user
 	}
 	priv, ro := r.Privileged, r.ReadOnlyRootFS
 	wc := workload.Container{
@@ -71,7 +77,7 @@ type LeastPrivilege struct {
 }
 
 // CheckRuntime implements RuntimeChecker.
-func (lp LeastPrivilege) CheckRuntime(w *workload.Workload) []Violation {
+func (lp LeastPrivilege) CheckRuntime(_ context.Context, w *workload.Workload) []Violation {
 	var out []Violation
 	add := func(rule, field, msg, fix string) {
 		out = append(out, Violation{Rule: rule, Field: field, Message: msg, Fix: fix, Action: "audit"})
@@ -91,11 +97,7 @@ func (lp LeastPrivilege) CheckRuntime(w *workload.Workload) []Violation {
 		}
 		if c.RunAsNonRoot == nil || !*c.RunAsNonRoot {
 			if c.RunAsUser != nil && *c.RunAsUser == 0 || c.RunAsUser == nil && workload.RootUser(c.User) {
-				who := c.User
-				if who == "" {
-					who = "root (no USER in the image)"
-				}
-				add("run-as-non-root", c.Field+".User", "runs as "+who, "run with --user UID:GID (non-zero) or set USER in the image")
+				add("run-as-non-root", c.Field+".User", fmt.Sprintf("runs as user %q (root)", c.User), "run with --user UID:GID (non-zero) or set USER in the image")
 			}
 		}
 		if c.ReadOnlyRootFilesystem == nil || !*c.ReadOnlyRootFilesystem {
@@ -148,4 +150,54 @@ func hostPathAllowed(allowed []string, p string) bool {
 		}
 	}
 	return false
+}
+
+// PolicyChecker evaluates running containers with the runtime rules of the
+// shared policy (internal/policy), the same rules `moat check`, `moat
+// admit` and `moat authz` enforce. A running container is the workload
+// "DockerContainer HOST/NAME" (the host is its namespace, for scopes and
+// exemptions). Only rules of the runtime family are applied: image,
+// vulnerability and signature rules are about images, whose findings the
+// fleet view shows separately. Set swaps the policy (reload).
+type PolicyChecker struct {
+	p atomic.Pointer[policy.Policy]
+	// Families of rules applied (default: runtime only).
+	Families []string
+}
+
+// NewPolicyChecker returns a checker for p.
+func NewPolicyChecker(p *policy.Policy) *PolicyChecker {
+	c := &PolicyChecker{}
+	c.p.Store(p)
+	return c
+}
+
+// Set replaces the policy.
+func (c *PolicyChecker) Set(p *policy.Policy) { c.p.Store(p) }
+
+// CheckRuntime implements RuntimeChecker.
+func (c *PolicyChecker) CheckRuntime(ctx context.Context, w *workload.Workload) []Violation {
+	p := c.p.Load()
+	if p == nil {
+		return nil
+	}
+	fams := c.Families
+	if len(fams) == 0 {
+		fams = []string{"runtime"}
+	}
+	keep := map[string]bool{}
+	for _, r := range p.Rules {
+		if slices.Contains(fams, r.Family) {
+			keep[r.Name] = true
+		}
+	}
+	res := p.Evaluate(ctx, w, policy.Options{})
+	var out []Violation
+	for _, v := range res.Violations {
+		if !keep[v.Rule] {
+			continue
+		}
+		out = append(out, Violation{Rule: v.Rule + "/" + strings.TrimPrefix(v.Check, "runtime."), Field: v.Field, Message: v.Message, Fix: v.Fix, Action: string(v.Action)})
+	}
+	return out
 }

@@ -86,7 +86,8 @@ type Options struct {
 	// Matcher matches SBOM packages; nil stores SBOMs without findings
 	// until SetMatcher and Rematch.
 	Matcher Matcher
-	// Checker evaluates running containers; nil means LeastPrivilege{}.
+	// Checker evaluates running containers: NewPolicyChecker(policy) for
+	// the shared policy's runtime rules; nil means LeastPrivilege{}.
 	Checker RuntimeChecker
 	Log     *slog.Logger
 	// PublicMetrics serves /metrics without authentication.
@@ -312,8 +313,9 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, p Principa
 		return
 	}
 	host := rep.Host.Name
-	evs, err := s.st.applyReport(r.Context(), &rep, p.Name, p.Admin, func(c *Container) []Violation {
-		return s.o.Checker.CheckRuntime(Workload(host, c))
+	ctx := r.Context()
+	evs, err := s.st.applyReport(ctx, &rep, p.Name, p.Admin, func(c *Container) []Violation {
+		return s.o.Checker.CheckRuntime(ctx, Workload(host, c))
 	}, s.o.Now())
 	if err != nil {
 		s.hostError(w, err)
