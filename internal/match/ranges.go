@@ -3,7 +3,7 @@ package match
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/moat-dev/moat/internal/version"
@@ -134,7 +134,8 @@ func inRange(evs []vulndb.Event, cmp version.Comparator, ver string, cache vcach
 	if err != nil {
 		return false, nil, fmt.Errorf("cannot compare: %w", err)
 	}
-	list := make([]event, 0, len(evs))
+	var listBuf [8]event
+	list := listBuf[:0]
 	var limits []version.Version
 	for _, e := range evs {
 		var ev event
@@ -166,20 +167,19 @@ func inRange(evs []vulndb.Event, cmp version.Comparator, ver string, cache vcach
 		}
 		list = append(list, ev)
 	}
-	sort.SliceStable(list, func(i, j int) bool {
-		a, b := list[i], list[j]
+	slices.SortStableFunc(list, func(a, b event) int {
 		switch {
 		case a.v == nil && b.v == nil:
-			return kindRank(a.kind) < kindRank(b.kind)
+			return kindRank(a.kind) - kindRank(b.kind)
 		case a.v == nil:
-			return true
+			return -1
 		case b.v == nil:
-			return false
+			return 1
 		}
 		if c := a.v.Compare(b.v); c != 0 {
-			return c < 0
+			return c
 		}
-		return kindRank(a.kind) < kindRank(b.kind)
+		return kindRank(a.kind) - kindRank(b.kind)
 	})
 	if len(limits) > 0 {
 		below := false
@@ -192,19 +192,34 @@ func inRange(evs []vulndb.Event, cmp version.Comparator, ver string, cache vcach
 			return false, nil, nil
 		}
 	}
+	// compare ver with every event once (comparisons dominate the cost
+	// of matching for some ecosystems)
+	var cmpBuf [8]int
+	cmps := cmpBuf[:0]
+	if len(list) > len(cmpBuf) {
+		cmps = make([]int, 0, len(list))
+	}
+	cmps = cmps[:len(list)]
+	for i, e := range list {
+		if e.v == nil {
+			cmps[i] = 1 // introduced "0": ver is above it
+		} else {
+			cmps[i] = pv.Compare(e.v)
+		}
+	}
 	affected := false
-	for _, e := range list {
+	for i, e := range list {
 		switch e.kind {
 		case 'i':
-			if e.v == nil || pv.Compare(e.v) >= 0 {
+			if cmps[i] >= 0 {
 				affected = true
 			}
 		case 'f':
-			if pv.Compare(e.v) >= 0 {
+			if cmps[i] >= 0 {
 				affected = false
 			}
 		case 'a':
-			if pv.Compare(e.v) > 0 {
+			if cmps[i] > 0 {
 				affected = false
 			}
 		}
@@ -213,16 +228,15 @@ func inRange(evs []vulndb.Event, cmp version.Comparator, ver string, cache vcach
 	// fixed version, or a last_affected (no fix known)
 	var fixed string
 	if affected {
-		for _, e := range list {
+		for i, e := range list {
 			if e.v == nil {
 				continue
 			}
-			c := pv.Compare(e.v)
-			if e.kind == 'f' && c < 0 {
+			if e.kind == 'f' && cmps[i] < 0 {
 				fixed = e.raw
 				break
 			}
-			if e.kind == 'a' && c <= 0 {
+			if e.kind == 'a' && cmps[i] <= 0 {
 				break
 			}
 		}

@@ -1,3 +1,5 @@
+//go:build unix
+
 package vulndb
 
 import (
@@ -8,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,6 +58,8 @@ func BenchmarkImport(b *testing.B) {
 		}
 	}()
 	b.ResetTimer()
+	var ru0 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	var records int
 	for i := 0; i < b.N; i++ {
 		dir := b.TempDir()
@@ -68,6 +73,10 @@ func BenchmarkImport(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	var ru1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+	b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
 	close(stop)
 	wg.Wait()
 	b.ReportMetric(float64(records), "records")

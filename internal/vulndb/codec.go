@@ -5,6 +5,7 @@ import (
 	"errors"
 	"regexp"
 	"strings"
+	"unsafe"
 )
 
 // NormalizeName gives the name under which a package is indexed and looked
@@ -158,7 +159,12 @@ func (d *decoder) str() string {
 		d.err = errCorrupt
 		return ""
 	}
-	s := string(d.b[:n])
+	var s string
+	if n > 0 {
+		// strings share the decompressed block, which is never modified
+		// after decompression: one allocation per block, not per field
+		s = unsafe.String(&d.b[0], n)
+	}
 	d.b = d.b[n:]
 	return s
 }
@@ -200,6 +206,8 @@ func (d *decoder) byte1() byte {
 	return c
 }
 
+// decodeRecord decodes a stored record. The strings of the result point into
+// b, which must not be modified afterwards.
 func decodeRecord(b []byte) (*Vulnerability, error) {
 	d := decoder{b: b}
 	v := &Vulnerability{}

@@ -130,7 +130,7 @@ func (db *DB) Count(ecosystem, name string) int {
 	}
 	n := 0
 	f.find(NormalizeName(ecosystem, name), func(eco []byte, _, c uint32) {
-		if EcosystemApplies(ecosystem, string(eco)) {
+		if EcosystemApplies(ecosystem, bstr(eco)) {
 			n += int(c)
 		}
 	})
@@ -147,7 +147,7 @@ func (db *DB) Lookup(ecosystem, name string) ([]*Vulnerability, error) {
 	var refs []Ref
 	keys := 0
 	f.find(NormalizeName(ecosystem, name), func(eco []byte, first, n uint32) {
-		if !EcosystemApplies(ecosystem, string(eco)) {
+		if !EcosystemApplies(ecosystem, bstr(eco)) {
 			return
 		}
 		keys++

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -477,7 +478,7 @@ func (f *file) find(name string, fn func(eco []byte, first, n uint32)) {
 func cmpKey(k []byte, name string) int {
 	n := len(name)
 	m := min(len(k), n)
-	if c := strings.Compare(string(k[:m]), name[:m]); c != 0 {
+	if c := strings.Compare(bstr(k[:m]), name[:m]); c != 0 {
 		return c
 	}
 	if len(k) <= n {
@@ -487,6 +488,15 @@ func cmpKey(k []byte, name string) int {
 		return 0
 	}
 	return 1
+}
+
+// bstr views b as a string without copying, for comparisons that do not
+// keep the string (lookups run millions of times per scan).
+func bstr(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 func (f *file) ref(i uint32) Ref {
