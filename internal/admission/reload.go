@@ -2,65 +2,19 @@ package admission
 
 import (
 	"context"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/moat-dev/moat/internal/policy"
 )
 
-// WatchPolicy reloads the policy file into s when it changes (checked every
-// interval) or on SIGHUP. A file that does not load is reported through
-// onError and the previous policy stays in force. It returns when ctx ends.
+// WatchPolicy reloads the policy file into s when it changes or on SIGHUP
+// (policy.Watch); a policy that does not load is reported through onError
+// and the previous one stays in force.
 func WatchPolicy(ctx context.Context, s *Server, path string, interval time.Duration, onLoad func(*policy.Policy), onError func(error)) {
-	if interval <= 0 {
-		interval = 2 * time.Second
-	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	last := stamp(path)
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	reload := func() {
-		last = stamp(path)
-		p, err := policy.Load(path)
-		if err != nil {
-			if onError != nil {
-				onError(err)
-			}
-			return
-		}
+	policy.Watch(ctx, path, interval, func(p *policy.Policy) {
 		s.SetPolicy(p)
 		if onLoad != nil {
 			onLoad(p)
 		}
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			reload()
-		case <-t.C:
-			if st := stamp(path); st != last {
-				reload()
-			}
-		}
-	}
-}
-
-type fileStamp struct {
-	mod  time.Time
-	size int64
-	ok   bool
-}
-
-func stamp(path string) fileStamp {
-	st, err := os.Stat(path)
-	if err != nil {
-		return fileStamp{}
-	}
-	return fileStamp{mod: st.ModTime(), size: st.Size(), ok: true}
+	}, onError)
 }

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/docker/docker/client"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -33,8 +34,12 @@ type Provider struct {
 	// are not scanned and vulnerability rules cannot pass.
 	DB *vulndb.DB
 	// Spec turns a reference into an image source spec (default: the
-	// reference itself, a registry). The Docker plugin uses "docker:"+ref.
+	// reference itself, a registry).
 	Spec func(ref string) string
+	// Docker, when set, reads images from the Docker engine at this host
+	// ("unix:///var/run/docker.sock") instead of registries: facts from
+	// the engine's image inspect, scans through docker save.
+	Docker string
 	// TagTTL is how long a tag → digest resolution is reused (default 1m).
 	TagTTL time.Duration
 	// MaxEntries bounds each cache (default 10000).
@@ -128,6 +133,9 @@ func withRef(f *policy.ImageFacts, ref string) *policy.ImageFacts {
 }
 
 func (p *Provider) read(ctx context.Context, ref string) (*policy.ImageFacts, error) {
+	if p.Docker != "" {
+		return p.readDocker(ctx, ref)
+	}
 	im, err := image.Open(ctx, p.spec(ref), p.Image)
 	if err != nil {
 		return nil, err
@@ -290,4 +298,56 @@ func (p *Provider) RepositoryLayers(ctx context.Context, repo string) ([][]strin
 		return nil, err
 	}
 	return v.([][]string), nil
+}
+
+func (p *Provider) readDocker(ctx context.Context, ref string) (*policy.ImageFacts, error) {
+	cli, err := client.NewClientWithOpts(client.WithHost(p.Docker), client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	defer cli.Close()
+	insp, err := cli.ImageInspect(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("docker engine: %w", err)
+	}
+	f := &policy.ImageFacts{Reference: ref, Digest: insp.ID}
+	for _, rd := range insp.RepoDigests {
+		if i := strings.Index(rd, "@"); i > 0 {
+			f.Digest = rd[i+1:]
+			break
+		}
+	}
+	p.mu.Lock()
+	if c, ok := p.byDigest[f.Digest]; ok {
+		p.remember(ref, f.Digest)
+		p.mu.Unlock()
+		return c, nil
+	}
+	p.mu.Unlock()
+	f.Layers = insp.RootFS.Layers
+	if insp.Config != nil {
+		f.User, f.Labels = insp.Config.User, insp.Config.Labels
+	}
+	if t, err := time.Parse(time.RFC3339Nano, insp.Created); err == nil {
+		f.Created = t
+	}
+	if p.DB != nil {
+		res, err := scan.Scan(ctx, "docker:"+insp.ID, scan.Options{Image: image.Options{DockerHost: p.Docker}})
+		if err != nil {
+			return nil, fmt.Errorf("scanning %s: %w", ref, err)
+		}
+		m, err := match.Matcher{DB: p.DB}.Match(ctx, res.Packages)
+		if err != nil {
+			return nil, fmt.Errorf("matching %s: %w", ref, err)
+		}
+		f.Findings, f.VulnsScanned = m.Findings, true
+	}
+	p.mu.Lock()
+	if p.byDigest == nil || len(p.byDigest) >= p.max() {
+		p.byDigest = map[string]*policy.ImageFacts{}
+	}
+	p.byDigest[f.Digest] = f
+	p.remember(ref, f.Digest)
+	p.mu.Unlock()
+	return f, nil
 }

@@ -1,0 +1,278 @@
+package admission_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// toolPath finds a peer binary in $MOAT_TEST_TOOLS (default
+// ~/.cache/moat-tools/bin, where scripts/peers/kube.sh installs them) or PATH.
+func toolPath(t *testing.T, name string) string {
+	t.Helper()
+	dir := os.Getenv("MOAT_TEST_TOOLS")
+	if dir == "" {
+		home, _ := os.UserHomeDir()
+		dir = filepath.Join(home, ".cache", "moat-tools", "bin")
+	}
+	if p := filepath.Join(dir, name); fileExists(p) {
+		return p
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	msg := fmt.Sprintf("%s not found in %s or PATH (run scripts/peers/kube.sh)", name, dir)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+func fileExists(p string) bool { st, err := os.Stat(p); return err == nil && !st.IsDir() }
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startProcess runs a command until the test ends, logging to a file that
+// is printed when the test fails.
+func startProcess(t *testing.T, logName string, name string, args ...string) {
+	t.Helper()
+	logf, err := os.Create(filepath.Join(t.TempDir(), logName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			if len(b) > 4000 {
+				b = b[len(b)-4000:]
+			}
+			t.Logf("%s log (tail):\n%s", logName, b)
+		}
+	})
+}
+
+// webhookCert makes a CA and a serving certificate for 127.0.0.1.
+func webhookCert(t *testing.T) (tls.Certificate, []byte) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "moat test CA"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "moat-webhook"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"moat-webhook.moat-system.svc"}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+}
+
+type kubeAPI struct {
+	url, token string
+	client     *http.Client
+}
+
+func (k *kubeAPI) do(method, path string, body any) (int, string) {
+	var rd *bytes.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	} else {
+		rd = bytes.NewReader(nil)
+	}
+	req, _ := http.NewRequest(method, k.url+path, rd)
+	req.Header.Set("Authorization", "Bearer "+k.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := k.client.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	buf.ReadFrom(resp.Body)
+	return resp.StatusCode, buf.String()
+}
+
+// startKube starts etcd and kube-apiserver as ../shared/PEERS.md describes.
+func startKube(t *testing.T) *kubeAPI {
+	etcd, apiserver := toolPath(t, "etcd"), toolPath(t, "kube-apiserver")
+	dir := t.TempDir()
+	cport, pport, aport := freePort(t), freePort(t), freePort(t)
+	startProcess(t, "etcd.log", etcd, "--data-dir", filepath.Join(dir, "etcd"), "--name", "default",
+		"--listen-client-urls", fmt.Sprintf("http://127.0.0.1:%d", cport), "--advertise-client-urls", fmt.Sprintf("http://127.0.0.1:%d", cport),
+		"--listen-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", pport), "--initial-advertise-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", pport),
+		"--initial-cluster", fmt.Sprintf("default=http://127.0.0.1:%d", pport))
+	saKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	pub, _ := x509.MarshalPKIXPublicKey(&saKey.PublicKey)
+	os.WriteFile(filepath.Join(dir, "sa.key"), pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(saKey)}), 0o600)
+	os.WriteFile(filepath.Join(dir, "sa.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o644)
+	token := "moat-e2e-admin-token"
+	os.WriteFile(filepath.Join(dir, "tokens.csv"), []byte(token+",admin,admin,system:masters\n"), 0o600)
+	os.MkdirAll(filepath.Join(dir, "certs"), 0o755)
+	startProcess(t, "kube-apiserver.log", apiserver,
+		fmt.Sprintf("--etcd-servers=http://127.0.0.1:%d", cport), "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+		fmt.Sprintf("--secure-port=%d", aport), "--endpoint-reconciler-type=none", "--cert-dir="+filepath.Join(dir, "certs"),
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-key-file="+filepath.Join(dir, "sa.pub"), "--service-account-signing-key-file="+filepath.Join(dir, "sa.key"),
+		"--token-auth-file="+filepath.Join(dir, "tokens.csv"), "--authorization-mode=RBAC",
+		"--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true", "--disable-admission-plugins=ServiceAccount")
+	k := &kubeAPI{url: fmt.Sprintf("https://127.0.0.1:%d", aport), token: token,
+		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		code, body := k.do("GET", "/readyz", nil)
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kube-apiserver not ready: %d %s", code, body)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	return k
+}
+
+// kubectlApply applies a manifest with kubectl when it is installed, else
+// creates the object with the REST API (the same admission path).
+func (k *kubeAPI) apply(t *testing.T, ns, manifest string, path string) (bool, string) {
+	t.Helper()
+	if kc, err := exec.LookPath("kubectl"); err == nil {
+		f := filepath.Join(t.TempDir(), "m.yaml")
+		os.WriteFile(f, []byte(manifest), 0o644)
+		out, err := exec.Command(kc, "--server", k.url, "--token", k.token, "--insecure-skip-tls-verify", "-n", ns, "apply", "-f", f).CombinedOutput()
+		return err == nil, string(out)
+	}
+	var obj map[string]any
+	if err := yamlToJSONObject(manifest, &obj); err != nil {
+		t.Fatal(err)
+	}
+	code, body := k.do("POST", path, obj)
+	return code == 201, body
+}
+
+func yamlToJSONObject(s string, out *map[string]any) error {
+	return json.Unmarshal([]byte(s), out)
+}
+
+func TestKubernetesEndToEnd(t *testing.T) {
+	k := startKube(t)
+	for _, ns := range []string{"apps", "excluded"} {
+		if code, body := k.do("POST", "/api/v1/namespaces", map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": ns}}); code != 201 {
+			t.Fatalf("namespace %s: %d %s", ns, code, body)
+		}
+	}
+	// moat's webhook over HTTPS on 127.0.0.1
+	cert, caPEM := webhookCert(t)
+	s := newServer(t, testPolicy)
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	port := l.Addr().(*net.TCPAddr).Port
+
+	rule := func(group string, resources ...string) map[string]any {
+		return map[string]any{"apiGroups": []string{group}, "apiVersions": []string{"v1"}, "operations": []string{"CREATE", "UPDATE"}, "resources": resources, "scope": "Namespaced"}
+	}
+	cfg := map[string]any{
+		"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+		"metadata": map[string]any{"name": "moat"},
+		"webhooks": []any{map[string]any{
+			"name":         "validate.moat.dev",
+			"clientConfig": map[string]any{"url": fmt.Sprintf("https://127.0.0.1:%d/validate", port), "caBundle": base64.StdEncoding.EncodeToString(caPEM)},
+			"rules": []any{rule("", "pods", "pods/ephemeralcontainers", "replicationcontrollers"), rule("apps", "deployments", "statefulsets", "daemonsets", "replicasets"),
+				rule("batch", "jobs", "cronjobs")},
+			"failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": []string{"v1"}, "timeoutSeconds": 10,
+		}},
+	}
+	if code, body := k.do("POST", "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations", cfg); code != 201 {
+		t.Fatalf("webhook configuration: %d %s", code, body)
+	}
+	// delete the configuration before the webhook stops (cleanups run last-in first-out)
+	t.Cleanup(func() { k.do("DELETE", "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/moat", nil) })
+
+	priv := func(ns, name string) string {
+		return `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"` + name + `","namespace":"` + ns + `"},"spec":{"containers":[{"name":"c","image":"registry.example.com/app:1","securityContext":{"privileged":true}}]}}`
+	}
+	// the configuration takes effect shortly after creation: retry a dry run
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var obj map[string]any
+		json.Unmarshal([]byte(priv("apps", "probe")), &obj)
+		code, body := k.do("POST", "/api/v1/namespaces/apps/pods?dryRun=All", obj)
+		if code == 403 && strings.Contains(body, "moat policy") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("webhook never took effect: %d %s", code, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	ok, out := k.apply(t, "apps", priv("apps", "privileged"), "/api/v1/namespaces/apps/pods")
+	if ok || !strings.Contains(out, `admission webhook "validate.moat.dev" denied the request: moat policy e2e denies Pod apps/privileged: no-privileged: container c: runs privileged`) {
+		t.Errorf("privileged Pod: admitted=%v\n%s", ok, out)
+	}
+	dep := `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"apps"},"spec":{"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"web","image":"evil.example/web:1"}]}}}}`
+	ok, out = k.apply(t, "apps", dep, "/apis/apps/v1/namespaces/apps/deployments")
+	if ok || !strings.Contains(out, "moat policy e2e denies Deployment apps/web: approved-registries: container web: image evil.example/web:1 comes from registry evil.example, which is not approved") {
+		t.Errorf("Deployment from an unapproved registry: admitted=%v\n%s", ok, out)
+	}
+	good := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"good","namespace":"apps","labels":{"team":"web"}},"spec":{"containers":[{"name":"c","image":"registry.example.com/app:1","resources":{"limits":{"memory":"64Mi"}}}]}}`
+	ok, out = k.apply(t, "apps", good, "/api/v1/namespaces/apps/pods")
+	if !ok {
+		t.Errorf("compliant Pod refused:\n%s", out)
+	}
+	if code, body := k.do("GET", "/api/v1/namespaces/apps/pods/good", nil); code != 200 {
+		t.Errorf("compliant Pod not stored: %d %s", code, body)
+	}
+	ok, out = k.apply(t, "excluded", priv("excluded", "privileged"), "/api/v1/namespaces/excluded/pods")
+	if !ok {
+		t.Errorf("privileged Pod in an excluded namespace refused:\n%s", out)
+	}
+	warn := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"warned","namespace":"apps","labels":{"team":"web"}},"spec":{"containers":[{"name":"c","image":"registry.example.com/app:1"}]}}`
+	ok, out = k.apply(t, "apps", warn, "/api/v1/namespaces/apps/pods")
+	if !ok || (strings.Contains(out, "Warning") && !strings.Contains(out, "moat: limits: container c: has no memory limit")) {
+		t.Errorf("warned Pod: admitted=%v\n%s", ok, out)
+	}
+}
