@@ -229,7 +229,9 @@ func TestKubernetesEndToEnd(t *testing.T) {
 		t.Fatalf("webhook configuration: %d %s", code, body)
 	}
 	// delete the configuration before the webhook stops (cleanups run last-in first-out)
-	t.Cleanup(func() { k.do("DELETE", "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/moat", nil) })
+	t.Cleanup(func() {
+		k.do("DELETE", "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/moat", nil)
+	})
 
 	priv := func(ns, name string) string {
 		return `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"` + name + `","namespace":"` + ns + `"},"spec":{"containers":[{"name":"c","image":"registry.example.com/app:1","securityContext":{"privileged":true}}]}}`

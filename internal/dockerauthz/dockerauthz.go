@@ -65,7 +65,7 @@ type Plugin struct {
 
 // SetPolicy installs a policy; Policy returns the one in force.
 func (p *Plugin) SetPolicy(pol *policy.Policy) { p.policy.Store(pol) }
-func (p *Plugin) Policy() *policy.Policy      { return p.policy.Load() }
+func (p *Plugin) Policy() *policy.Policy       { return p.policy.Load() }
 
 func (p *Plugin) log() *slog.Logger {
 	if p.Log != nil {
