@@ -34,7 +34,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(
 		newScanCmd(),
-		newCheckCmd(), newAdmitCmd(),
+		newCheckCmd(), newAdmitCmd(), newAuthzCmd(),
 		newDBCmd(),
 		newServeCmd(), newUserCmd(), newProjectCmd(), newMemberCmd(), newRobotCmd(), newGCCmd(),
 		newAgentCmd(), newRunningCmd(), newExposureCmd(),
