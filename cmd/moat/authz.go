@@ -76,7 +76,9 @@ func runAuthz(ctx context.Context, f authzFlags) error {
 	go policy.Watch(ctx, f.policy, f.reload, func(np *policy.Policy) {
 		p.SetPolicy(np)
 		log.Info("policy reloaded", "file", f.policy, "rules", len(np.Rules))
-	}, func(err error) { log.Error("policy not reloaded; the previous policy stays in force", "error", err.Error()) })
+	}, func(err error) {
+		log.Error("policy not reloaded; the previous policy stays in force", "error", err.Error())
+	})
 	l, path, err := dockerauthz.Listen(f.dir, f.name)
 	if err != nil {
 		return err
