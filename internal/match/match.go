@@ -281,7 +281,9 @@ func matchPackage(p *catalog.Package, eco, name, ver string, recs []*vulndb.Vuln
 	if len(hits) == 0 {
 		return nil
 	}
-	// fold records that share an identifier (union-find over IDs)
+	// fold records that share an identifier (union-find over IDs, aliases
+	// and a single upstream ID: DEBIAN-CVE-X and UBUNTU-CVE-X name the
+	// one flaw CVE-X as upstream)
 	parent := make([]int, len(hits))
 	for i := range parent {
 		parent[i] = i
@@ -296,7 +298,7 @@ func matchPackage(p *catalog.Package, eco, name, ver string, recs []*vulndb.Vuln
 	}
 	owner := map[string]int{}
 	for i, h := range hits {
-		for _, id := range append([]string{h.rec.ID}, h.rec.Aliases...) {
+		for _, id := range foldIDs(h.rec) {
 			if j, ok := owner[id]; ok {
 				parent[find(i)] = find(j)
 			} else {
@@ -313,26 +315,88 @@ func matchPackage(p *catalog.Package, eco, name, ver string, recs []*vulndb.Vuln
 		}
 		groups[r] = append(groups[r], h)
 	}
-	out := make([]Finding, 0, len(roots))
+	// An advisory that fixes several flaws at once (a DSA or USN naming
+	// CVE-A and CVE-B upstream) is not a flaw of its own when each of its
+	// flaws is already a finding: it joins each of them (its ID becomes an
+	// alias, its fix a fixed version) instead of being counted again.
+	umbrella := func(hs []hit) bool {
+		for _, h := range hs {
+			if len(h.rec.Upstream) < 2 || len(h.rec.Aliases) > 0 {
+				return false
+			}
+		}
+		return true
+	}
+	var kept []int
+	extra := map[int][]hit{}
 	for _, r := range roots {
-		out = append(out, fold(p, eco, name, ver, groups[r]))
+		hs := groups[r]
+		if !umbrella(hs) {
+			kept = append(kept, r)
+			continue
+		}
+		targets := map[int]bool{}
+		covered := true
+		for _, h := range hs {
+			for _, u := range h.rec.Upstream {
+				j, ok := owner[u]
+				if !ok || umbrella(groups[find(j)]) {
+					covered = false
+					break
+				}
+				targets[find(j)] = true
+			}
+		}
+		if !covered {
+			kept = append(kept, r)
+			continue
+		}
+		for t := range targets {
+			extra[t] = append(extra[t], hs...)
+		}
+	}
+	out := make([]Finding, 0, len(kept))
+	for _, r := range kept {
+		out = append(out, fold(p, eco, name, ver, groups[r], extra[r]))
 	}
 	return out
 }
 
-func fold(p *catalog.Package, eco, name, ver string, hs []hit) Finding {
+// foldIDs are the identifiers by which records are folded into one finding.
+func foldIDs(r *vulndb.Vulnerability) []string {
+	ids := append([]string{r.ID}, r.Aliases...)
+	if len(r.Upstream) == 1 {
+		ids = append(ids, r.Upstream[0])
+	}
+	return ids
+}
+
+func fold(p *catalog.Package, eco, name, ver string, hs []hit, umbrellas []hit) Finding {
 	sort.Slice(hs, func(i, j int) bool { return hs[i].rec.ID < hs[j].rec.ID })
+	sort.Slice(umbrellas, func(i, j int) bool { return umbrellas[i].rec.ID < umbrellas[j].rec.ID })
 	f := Finding{Package: *p, Ecosystem: eco, Name: name, Version: ver}
 	ids := map[string]bool{}
 	var recs []*vulndb.Vulnerability
 	var fixed []string
 	for _, h := range hs {
+		for _, id := range foldIDs(h.rec) {
+			ids[id] = true
+		}
+	}
+	// the primary ID comes from the flaw's own records, not from advisories
+	// that cover several flaws
+	var cves []string
+	for id := range ids {
+		if strings.HasPrefix(id, "CVE-") {
+			cves = append(cves, id)
+		}
+	}
+	for _, h := range umbrellas {
+		ids[h.rec.ID] = true
+	}
+	for _, h := range append(hs, umbrellas...) {
 		recs = append(recs, h.rec)
 		f.Records = append(f.Records, h.rec.ID)
-		ids[h.rec.ID] = true
-		for _, a := range h.rec.Aliases {
-			ids[a] = true
-		}
 		f.affected = append(f.affected, h.affected...)
 		fixed = append(fixed, h.fixed...)
 		if f.Summary == "" {
@@ -350,16 +414,11 @@ func fold(p *catalog.Package, eco, name, ver string, hs []hit) Finding {
 			}
 		}
 	}
-	var cves []string
-	for id := range ids {
-		if strings.HasPrefix(id, "CVE-") {
-			cves = append(cves, id)
-		}
-	}
+	sort.Strings(f.Records)
 	if len(cves) == 1 {
 		f.ID = cves[0]
 	} else {
-		f.ID = f.Records[0]
+		f.ID = hs[0].rec.ID
 	}
 	for id := range ids {
 		if id != f.ID {

@@ -594,3 +594,29 @@ func TestMatchManyPackagesSplitAcrossWorkers(t *testing.T) {
 		}
 	}
 }
+
+func TestDebianAdvisoryCoveringSeveralCVEs(t *testing.T) {
+	rec := func(id, upstream, fixed string) string {
+		return `{"id":"` + id + `","upstream":[` + upstream + `],"affected":[{"package":{"ecosystem":"Debian:12","name":"expat"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"` + fixed + `"}]}]}]}`
+	}
+	db := dbFrom(t,
+		rec("DSA-5600-1", `"CVE-2024-0001","CVE-2024-0002"`, "2.5.0-1+deb12u1"),
+		rec("DEBIAN-CVE-2024-0001", `"CVE-2024-0001"`, "2.5.0-1+deb12u1"),
+		rec("DEBIAN-CVE-2024-0002", `"CVE-2024-0002"`, "2.5.0-1+deb12u1"),
+		// an advisory whose flaws have no records of their own stays a finding
+		rec("DSA-5601-1", `"CVE-2024-0003","CVE-2024-0004"`, "2.5.0-1+deb12u2"),
+	)
+	res := run(t, db, debPkg("Debian:12", "libexpat1", "2.5.0-1", "expat", "2.5.0-1"))
+	var got []string
+	for _, f := range res.Findings {
+		got = append(got, f.ID+"="+strings.Join(f.Records, "+"))
+		if f.ID == "CVE-2024-0001" && (!contains(f.Aliases, "DSA-5600-1") || strings.Join(f.FixedVersions, ",") != "2.5.0-1+deb12u1") {
+			t.Errorf("CVE-2024-0001 finding: %+v", f)
+		}
+	}
+	sort.Strings(got)
+	want := "CVE-2024-0001=DEBIAN-CVE-2024-0001+DSA-5600-1 CVE-2024-0002=DEBIAN-CVE-2024-0002+DSA-5600-1 DSA-5601-1=DSA-5601-1"
+	if strings.Join(got, " ") != want {
+		t.Errorf("findings:\n%s\nwant\n%s", strings.Join(got, " "), want)
+	}
+}
