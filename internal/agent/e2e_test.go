@@ -170,6 +170,7 @@ type server struct {
 	dir   string
 	addr  string
 	accts *store.Store
+	auth  *auth.Service
 	fleet *fleet.Store
 	srv   *fleet.Server
 	hs    *httptest.Server
@@ -187,6 +188,7 @@ func (s *server) start(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.auth = a
 	if s.fleet, err = fleet.OpenSQLite(ctx, filepath.Join(s.dir, "fleet.db")); err != nil {
 		t.Fatal(err)
 	}
@@ -334,6 +336,13 @@ func TestAgentDockerEngine(t *testing.T) {
 	archive := it.WriteDockerArchive(t, appImage(t), tag)
 	docker(t, "load", "-i", archive)
 	label := "moat.test.run=" + run
+	logs := &syncBuffer{}
+	t0 := time.Now()
+	defer func() {
+		if t.Failed() {
+			t.Logf("agent log:\n%s", logs.String())
+		}
+	}()
 	var started []string
 	t.Cleanup(func() {
 		if len(started) > 0 {
@@ -342,9 +351,9 @@ func TestAgentDockerEngine(t *testing.T) {
 		exec.Command("docker", "rmi", "-f", tag).Run()
 	})
 	start := func(name, mode string, args ...string) {
-		full := append([]string{"run", "-d", "--label", label, "--name", name}, args...)
-		docker(t, append(full, tag, mode)...)
 		started = append(started, name)
+		full := append([]string{"run", "-d", "--network", "none", "--label", label, "--name", name}, args...)
+		docker(t, append(full, tag, mode)...)
 	}
 	app, priv, burn, good := "app-"+run, "priv-"+run, "burn-"+run, "good-"+run
 	start(app, "sleep")
@@ -354,7 +363,7 @@ func TestAgentDockerEngine(t *testing.T) {
 	// one holding an added capability, the host PID namespace and the
 	// Docker socket, and the privileged rule is left to the fleet tests.
 	privileged := true
-	if out, err := exec.Command("docker", "run", "-d", "--label", label, "--name", priv, "--privileged", "--user", "0", tag, "sleep").CombinedOutput(); err != nil {
+	if out, err := exec.Command("docker", "run", "-d", "--network", "none", "--label", label, "--name", priv, "--privileged", "--user", "0", tag, "sleep").CombinedOutput(); err != nil {
 		if !strings.Contains(string(out), "operation not permitted") {
 			t.Fatalf("docker run --privileged: %v\n%s", err, out)
 		}
@@ -372,8 +381,10 @@ func TestAgentDockerEngine(t *testing.T) {
 	cfg := agent.Config{
 		Server: srv.url(), Token: token, HostName: "e2e-" + run, Labels: []string{label},
 		StatsInterval: 500 * time.Millisecond, Heartbeat: time.Second, ScanPause: 100 * time.Millisecond, MaxBackoff: time.Second,
-		Noisy: agent.NoisyConfig{HostShare: 0.99, LimitShare: 0.7, Window: 2 * time.Second},
-		Log:   slog.New(slog.NewTextHandler(io.Discard, nil)), Version: "test",
+		// The burner spins at its 0.5 CPU quota; on a busy machine it may get
+		// less, so the limit share that flags it is low (sleepers use ~0).
+		Noisy: agent.NoisyConfig{HostShare: 0.99, LimitShare: 0.2, Window: 2 * time.Second},
+		Log:   slog.New(slog.NewTextHandler(logs, nil)), Version: "test",
 	}
 	ag := startAgent(t, cfg)
 	reader := &fleet.Client{Server: srv.url()}
@@ -388,6 +399,7 @@ func TestAgentDockerEngine(t *testing.T) {
 		}
 		return true, ""
 	})
+	t.Logf("inventory with findings after %s", time.Since(t0).Round(time.Millisecond))
 	m := running(t, reader)
 	if rc := m[app]; !strings.HasPrefix(rc.ImageKey, "sha256:") || rc.Image != tag || rc.Host != cfg.HostName {
 		t.Errorf("app container %+v", rc)
@@ -442,6 +454,7 @@ func TestAgentDockerEngine(t *testing.T) {
 		}
 		return true, ""
 	})
+	t.Logf("noisy after %s", time.Since(t0).Round(time.Millisecond))
 	if st := running(t, reader)[good].Stats; st == nil || st.Noisy || st.MemoryLimit != 64<<20 || st.PIDs < 1 {
 		t.Errorf("sleeper stats %+v", st)
 	}
@@ -487,7 +500,36 @@ func TestAgentDockerEngine(t *testing.T) {
 		rc, ok := m[app]
 		return ok && rc.Scanned && len(m) == 3, names(m)
 	})
+	t.Logf("server restart caught up after %s", time.Since(t0).Round(time.Millisecond))
+
+	// A revoked robot account: the agent says so clearly and keeps trying.
+	if err := srv.accts.RevokeRobot(context.Background(), "robot$e2e"); err != nil {
+		t.Fatal(err)
+	}
+	srv.auth.Invalidate()
+	docker(t, "stop", "-t", "1", app)
+	eventually(t, "revoked token reported", 30*time.Second, func() (bool, string) {
+		return strings.Contains(logs.String(), "refused the agent's credentials"), ""
+	})
 	ag.stop()
+}
+
+// syncBuffer is a log destination safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func rulesOf(rc fleet.RunningContainer) []string {
