@@ -18,6 +18,7 @@ package match
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"runtime"
@@ -143,6 +144,10 @@ func Query(p *catalog.Package) (eco, name, ver string, ok bool) {
 			ver = strconv.Itoa(*p.Epoch) + ":" + ver
 		}
 	}
+	if ver == "(devel)" {
+		// a Go main module built from a work tree has no version to match
+		return eco, name, ver, false
+	}
 	return eco, name, ver, eco != "" && name != "" && ver != ""
 }
 
@@ -265,8 +270,10 @@ func matchPackage(p *catalog.Package, eco, name, ver string, recs []*vulndb.Vuln
 				continue
 			}
 			in, fixed, err := affects(a, eco, ver, vc)
-			if err != nil {
-				warn(fmt.Sprintf("%s %s %s: %s: %v", eco, name, ver, r.ID, err))
+			if errors.Is(err, errInstalledVersion) {
+				warn(fmt.Sprintf("%s %s %s: %v", eco, name, ver, err))
+			} else if err != nil {
+				warn(fmt.Sprintf("%s %s %s: record %s: %v", eco, name, ver, r.ID, err))
 			}
 			if in {
 				h.affected = append(h.affected, a)

@@ -620,3 +620,11 @@ func TestDebianAdvisoryCoveringSeveralCVEs(t *testing.T) {
 		t.Errorf("findings:\n%s\nwant\n%s", strings.Join(got, " "), want)
 	}
 }
+
+func TestWarningsOncePerPackage(t *testing.T) {
+	db := realDB(t)
+	res := run(t, db, goPkg("golang.org/x/text", "not-a-version"), goPkg("example.com/app", "(devel)"))
+	if len(res.Findings) != 0 || len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "golang.org/x/text not-a-version: installed version cannot be compared") {
+		t.Errorf("warnings = %q", res.Warnings)
+	}
+}

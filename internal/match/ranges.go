@@ -110,6 +110,10 @@ func sameVersionString(eco, a, b string) bool {
 	return false
 }
 
+// errInstalledVersion marks errors about the package's own version (as
+// opposed to a record's event versions).
+var errInstalledVersion = errors.New("installed version cannot be compared")
+
 type event struct {
 	kind byte // 'i' introduced, 'a' last_affected, 'f' fixed, 'l' limit
 	raw  string
@@ -132,7 +136,7 @@ func kindRank(k byte) int {
 func inRange(evs []vulndb.Event, cmp version.Comparator, ver string, cache vcache) (bool, []string, error) {
 	pv, err := cache.parse(cmp, ver)
 	if err != nil {
-		return false, nil, fmt.Errorf("cannot compare: %w", err)
+		return false, nil, fmt.Errorf("%w: %w", errInstalledVersion, err)
 	}
 	var listBuf [8]event
 	list := listBuf[:0]
