@@ -19,11 +19,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	admissionv1 "k8s.io/api/admission/v1"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/moat-dev/moat/internal/admission"
 	"github.com/moat-dev/moat/internal/imagetest"
 	"github.com/moat-dev/moat/internal/policy"
 	"github.com/moat-dev/moat/internal/policy/imagefacts"
+	"github.com/moat-dev/moat/internal/workload"
 )
 
 const testPolicy = `apiVersion: moat.dev/v1
@@ -226,3 +228,35 @@ func FuzzDecodeReview(f *testing.F) {
 
 var _ = tls.VersionTLS12
 var _ = io.EOF
+
+// TestDeployManifests checks the shipped webhook Deployment against the
+// shipped policy: moat's own webhook must pass the policy it enforces.
+func TestDeployManifests(t *testing.T) {
+	raw, err := os.ReadFile("../../deploy/kubernetes/policy-configmap.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm struct {
+		Data map[string]string `json:"data"`
+	}
+	if err := sigsyaml.Unmarshal(raw, &cm); err != nil {
+		t.Fatal(err)
+	}
+	p, err := policy.Parse("policy-configmap.yaml", []byte(cm.Data["policy.yaml"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open("../../deploy/kubernetes/deployment.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	d, err := workload.DecodeKubernetes("deployment.yaml", f)
+	if err != nil || len(d.Workloads) != 1 {
+		t.Fatalf("%v %+v", err, d)
+	}
+	res := p.Evaluate(context.Background(), d.Workloads[0], policy.Options{})
+	if len(res.Violations) != 0 {
+		t.Fatalf("moat's own Deployment breaks the shipped policy: %v", res.Violations)
+	}
+}

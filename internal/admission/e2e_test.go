@@ -23,6 +23,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	sigsyaml "sigs.k8s.io/yaml"
 )
 
 // toolPath finds a peer binary in $MOAT_TEST_TOOLS (default
@@ -211,20 +213,18 @@ func TestKubernetesEndToEnd(t *testing.T) {
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 	port := l.Addr().(*net.TCPAddr).Port
 
-	rule := func(group string, resources ...string) map[string]any {
-		return map[string]any{"apiGroups": []string{group}, "apiVersions": []string{"v1"}, "operations": []string{"CREATE", "UPDATE"}, "resources": resources, "scope": "Namespaced"}
+	// the shipped manifest, pointed at the test server
+	raw, err := os.ReadFile("../../deploy/kubernetes/validating-webhook.yaml")
+	if err != nil {
+		t.Fatal(err)
 	}
-	cfg := map[string]any{
-		"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
-		"metadata": map[string]any{"name": "moat"},
-		"webhooks": []any{map[string]any{
-			"name":         "validate.moat.dev",
-			"clientConfig": map[string]any{"url": fmt.Sprintf("https://127.0.0.1:%d/validate", port), "caBundle": base64.StdEncoding.EncodeToString(caPEM)},
-			"rules": []any{rule("", "pods", "pods/ephemeralcontainers", "replicationcontrollers"), rule("apps", "deployments", "statefulsets", "daemonsets", "replicasets"),
-				rule("batch", "jobs", "cronjobs")},
-			"failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": []string{"v1"}, "timeoutSeconds": 10,
-		}},
+	var cfg map[string]any
+	if err := sigsyaml.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
 	}
+	wh := cfg["webhooks"].([]any)[0].(map[string]any)
+	wh["clientConfig"] = map[string]any{"url": fmt.Sprintf("https://127.0.0.1:%d/validate", port), "caBundle": base64.StdEncoding.EncodeToString(caPEM)}
+	delete(cfg["metadata"].(map[string]any), "annotations")
 	if code, body := k.do("POST", "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations", cfg); code != 201 {
 		t.Fatalf("webhook configuration: %d %s", code, body)
 	}
