@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/moat-dev/moat/internal/signing"
 )
@@ -135,23 +136,36 @@ Exit codes: 0 every image verified, 1 some image has no valid signature,
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
 			r := rf.remote()
-			var results []*signing.VerifyResult
-			var failed []string
-			for _, ref := range args {
-				res, err := r.Verify(ctx, ref, trusted)
-				if err != nil && !signing.IsVerificationError(err) {
-					return err
-				}
-				if res.Verified && len(want) > 0 {
-					requireAnnotations(res, want)
-					if !res.Verified {
-						err = fmt.Errorf("no valid signature for %s@%s carries the annotations %s", res.Image, res.Digest, strings.Join(ann, ", "))
+			// Images are verified concurrently (at most 8 at once); results
+			// keep the order of the arguments.
+			results := make([]*signing.VerifyResult, len(args))
+			errs := make([]error, len(args))
+			g, gctx := errgroup.WithContext(ctx)
+			g.SetLimit(8)
+			for i, ref := range args {
+				g.Go(func() error {
+					res, err := r.Verify(gctx, ref, trusted)
+					if err != nil && !signing.IsVerificationError(err) {
+						return err
 					}
-				}
+					if res.Verified && len(want) > 0 {
+						requireAnnotations(res, want)
+						if !res.Verified {
+							err = fmt.Errorf("no valid signature for %s@%s carries the annotations %s", res.Image, res.Digest, strings.Join(ann, ", "))
+						}
+					}
+					results[i], errs[i] = res, err
+					return nil
+				})
+			}
+			if err := g.Wait(); err != nil {
+				return err
+			}
+			var failed []string
+			for _, err := range errs {
 				if err != nil {
 					failed = append(failed, err.Error())
 				}
-				results = append(results, res)
 			}
 			if format == "json" {
 				if err := writeJSON(cmd.OutOrStdout(), results); err != nil {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -47,14 +48,15 @@ type Remote struct {
 	Insecure bool
 	// Keychain resolves credentials; nil means the docker config keychain.
 	Keychain authn.Keychain
-	// Transport overrides the HTTP transport (tests).
+	// Transport overrides the HTTP transport; nil means one made (and then
+	// kept) on first use.
 	Transport http.RoundTripper
 	// Tag and Referrers choose where signatures are stored and looked up;
 	// both false means both true.
 	NoTag, NoReferrers bool
 
+	mu     sync.Mutex // guards Transport and puller: a Remote may verify several images at once
 	puller *remote.Puller
-	pusher *remote.Pusher
 }
 
 func (r *Remote) nameOpts() []name.Option {
@@ -69,22 +71,25 @@ func (r *Remote) options(ctx context.Context) []remote.Option {
 	if kc == nil {
 		kc = authn.DefaultKeychain
 	}
-	tr := r.Transport
-	if tr == nil {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.Transport == nil {
 		t := remote.DefaultTransport.(*http.Transport).Clone()
 		t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 		t.MaxIdleConnsPerHost = 16
 		if r.Insecure {
 			t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // --insecure asked for it
 		}
-		tr = t
+		r.Transport = t
 	}
-	return []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(kc), remote.WithTransport(tr),
+	return []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(kc), remote.WithTransport(r.Transport),
 		remote.WithUserAgent("moat"), remote.WithJobs(4)}
 }
 
 func (r *Remote) pull(ctx context.Context) ([]remote.Option, error) {
 	opts := r.options(ctx)
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.puller == nil {
 		p, err := remote.NewPuller(opts...)
 		if err != nil {
@@ -93,18 +98,6 @@ func (r *Remote) pull(ctx context.Context) ([]remote.Option, error) {
 		r.puller = p
 	}
 	return append(opts, remote.Reuse(r.puller)), nil
-}
-
-func (r *Remote) push(ctx context.Context) ([]remote.Option, error) {
-	opts := r.options(ctx)
-	if r.pusher == nil {
-		p, err := remote.NewPusher(opts...)
-		if err != nil {
-			return nil, err
-		}
-		r.pusher = p
-	}
-	return append(opts, remote.Reuse(r.pusher)), nil
 }
 
 // Subject is a resolved image: its repository, digest and descriptor.
