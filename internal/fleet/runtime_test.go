@@ -2,6 +2,8 @@ package fleet_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -88,6 +90,50 @@ func TestCheckers(t *testing.T) {
 	for _, c := range checks {
 		if !strings.HasPrefix(c, "least-privilege/") {
 			t.Errorf("a non-runtime rule applied to a running container: %s", c)
+		}
+	}
+}
+
+// TestReevaluate switches a running server from the built-in audit to the
+// shared policy: stored violations follow, and the fleet handler mounts
+// beside the registry's.
+func TestReevaluate(t *testing.T) {
+	e := newEnv(t, nil)
+	a := e.robot(t, "robot$a")
+	bad := fleet.Container{ID: "c2", Name: "shell", Image: "debian:12", State: "running", Runtime: fleet.Runtime{Privileged: true}}
+	do(t, a, "POST", "report", fleet.Report{Host: fleet.Host{Name: "h"}, Full: true, Containers: []fleet.Container{bad, compliant("c1", "web", imgApp)}}, nil)
+	p, err := policy.Parse("prod.yaml", []byte(runtimePolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv.SetChecker(fleet.NewPolicyChecker(p))
+	n, err := e.srv.Reevaluate(context.Background())
+	if err != nil || n != 1 {
+		t.Fatalf("Reevaluate = %d, %v (want 1 changed)", n, err)
+	}
+	var rcs []fleet.RunningContainer
+	do(t, a, "GET", "running", nil, &rcs)
+	got := rules(byName(rcs)["shell"].Violations)
+	if !slices.Contains(got, "least-privilege/privileged") || slices.Contains(got, "no-privileged") {
+		t.Errorf("after reevaluation: %v", got)
+	}
+	if n, _ := e.srv.Reevaluate(context.Background()); n != 0 {
+		t.Errorf("a second reevaluation changed %d containers", n)
+	}
+
+	registry := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) })
+	ts := httptest.NewServer(fleet.Handler(e.srv, registry))
+	defer ts.Close()
+	for path, want := range map[string]int{"/v2/": 418, "/api/v1/users": 418, "/api/v1/fleet/hosts": 200, "/metrics": 200} {
+		req, _ := http.NewRequest("GET", ts.URL+path, nil)
+		req.SetBasicAuth(a.Username, a.Password)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: %d, want %d", path, resp.StatusCode, want)
 		}
 	}
 }

@@ -315,7 +315,7 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, p Principa
 	host := rep.Host.Name
 	ctx := r.Context()
 	evs, err := s.st.applyReport(ctx, &rep, p.Name, p.Admin, func(c *Container) []Violation {
-		return s.o.Checker.CheckRuntime(ctx, Workload(host, c))
+		return s.checker().CheckRuntime(ctx, Workload(host, c))
 	}, s.o.Now())
 	if err != nil {
 		s.hostError(w, err)
@@ -491,4 +491,40 @@ func (s *Server) emit(evs []Event) {
 			s.o.OnEvent(e)
 		}
 	}
+}
+
+// Handler routes the fleet's paths (/api/v1/fleet/ and /metrics) to fl and
+// everything else to next (the registry), so `moat serve` wires the fleet
+// with one handler: http.Server{Handler: fleet.Handler(fl, inst)}.
+func Handler(fl *Server, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, prefix) || r.URL.Path == "/metrics" {
+			fl.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// SetChecker replaces the runtime checker; call Reevaluate to apply it to
+// the containers already known.
+func (s *Server) SetChecker(c RuntimeChecker) {
+	s.mu.Lock()
+	s.o.Checker = c
+	s.mu.Unlock()
+}
+
+func (s *Server) checker() RuntimeChecker {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.o.Checker
+}
+
+// Reevaluate recomputes the violations of every known container with the
+// current checker (after a policy change); it raises no events. It returns
+// how many containers' violations changed.
+func (s *Server) Reevaluate(ctx context.Context) (int, error) {
+	return s.st.reevaluate(ctx, func(host string, c *Container) []Violation {
+		return s.checker().CheckRuntime(ctx, Workload(host, c))
+	})
 }

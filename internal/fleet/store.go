@@ -662,3 +662,57 @@ func (s *Store) events(ctx context.Context, after int64, limit int) ([]Event, er
 	}
 	return out, rows.Err()
 }
+
+// reevaluate recomputes the stored violations of every container.
+func (s *Store) reevaluate(ctx context.Context, check func(host string, c *Container) []Violation) (int, error) {
+	type row struct {
+		host, viol string
+		c          Container
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT host, id, name, image, image_id, digest, state, labels, runtime, violations FROM fleet_containers`)
+	if err != nil {
+		return 0, err
+	}
+	var all []row
+	for rows.Next() {
+		var r row
+		var labels, rt string
+		if err := rows.Scan(&r.host, &r.c.ID, &r.c.Name, &r.c.Image, &r.c.ImageID, &r.c.Digest, &r.c.State, &labels, &rt, &r.viol); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		if err := json.Unmarshal([]byte(labels), &r.c.Labels); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("stored labels of %s: %w", r.c.ID, err)
+		}
+		if err := json.Unmarshal([]byte(rt), &r.c.Runtime); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("stored runtime of %s: %w", r.c.ID, err)
+		}
+		all = append(all, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	changed := 0
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		changed = 0
+		for _, r := range all {
+			v := check(r.host, &r.c)
+			if v == nil {
+				v = []Violation{}
+			}
+			nv := mustJSON(v)
+			if nv == r.viol {
+				continue
+			}
+			changed++
+			if _, err := tx.ExecContext(ctx, `UPDATE fleet_containers SET violations = ? WHERE host = ? AND id = ?`, nv, r.host, r.c.ID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return changed, err
+}
