@@ -125,15 +125,24 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// ReadFrom keeps sendfile for blob downloads.
+// ReadFrom copies blob downloads in 1 MiB writes: on loopback this
+// measured faster than sendfile (which net/http uses for *os.File) and
+// than net/http's 32 KiB copies.
 func (w *statusWriter) ReadFrom(r io.Reader) (int64, error) {
 	if w.status == 0 {
 		w.status = 200
 	}
-	n, err := io.Copy(w.ResponseWriter, r)
+	bp := sendPool.Get().(*[]byte)
+	defer sendPool.Put(bp)
+	n, err := io.CopyBuffer(writerOnly{w.ResponseWriter}, r, *bp)
 	w.n += n
 	return n, err
 }
+
+var sendPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+// writerOnly hides ReadFrom so io.CopyBuffer uses the given buffer.
+type writerOnly struct{ io.Writer }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
