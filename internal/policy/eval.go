@@ -241,7 +241,7 @@ func (p *Policy) cachedImageChecks(s *evalState, r *Rule, c *workload.Container,
 	if f.Digest == "" {
 		return run(f), nil
 	}
-	k := cacheKey{rule: r, digest: f.Digest + "\x00" + s.opts.Now.Truncate(10*time.Minute).String()}
+	k := cacheKey{rule: r, digest: f.Digest, window: s.opts.Now.Unix() / 600}
 	if fs, ok := p.cache.get(k); ok {
 		return fs, nil
 	}

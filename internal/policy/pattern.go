@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 )
@@ -78,9 +79,34 @@ type ImageRef struct {
 // Full is "registry/repository".
 func (r ImageRef) Full() string { return r.Registry + "/" + r.Repository }
 
+var refCache struct {
+	sync.RWMutex
+	m map[string]ImageRef
+}
+
 // ParseImageRef parses a reference as docker does: no registry means
-// docker.io, no tag means latest.
+// docker.io, no tag means latest. Valid references are cached.
 func ParseImageRef(s string) (ImageRef, error) {
+	refCache.RLock()
+	r, ok := refCache.m[s]
+	refCache.RUnlock()
+	if ok {
+		return r, nil
+	}
+	r, err := parseImageRef(s)
+	if err != nil {
+		return r, err
+	}
+	refCache.Lock()
+	if refCache.m == nil || len(refCache.m) >= 10000 {
+		refCache.m = map[string]ImageRef{}
+	}
+	refCache.m[s] = r
+	refCache.Unlock()
+	return r, nil
+}
+
+func parseImageRef(s string) (ImageRef, error) {
 	if strings.TrimSpace(s) == "" {
 		return ImageRef{}, fmt.Errorf("empty image reference")
 	}

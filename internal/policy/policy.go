@@ -575,9 +575,12 @@ type decisionCache struct {
 	m  map[cacheKey][]finding
 }
 
+// cacheKey: verdicts are reused within a 10-minute window (exception and
+// exemption expiries, image age).
 type cacheKey struct {
 	rule   *Rule
 	digest string
+	window int64
 }
 
 const maxCacheEntries = 50000
