@@ -70,10 +70,10 @@ func newRunningCmd() *cobra.Command {
 				if rc.Runtime.NoLimits() {
 					flags = append(flags, "no-limits")
 				}
-				rows = append(rows, []string{rc.Host, rc.Name, rc.Image, scanned, sev("CRITICAL"), sev("HIGH"), sev("MEDIUM"), sev("LOW"),
+				rows = append(rows, []string{rc.Host, rc.Name, rc.Image, scanned, sev("CRITICAL"), sev("HIGH"), sev("MEDIUM"), sev("LOW"), sev("UNKNOWN"),
 					strconv.Itoa(len(rc.Violations)), cpu, mem, strings.Join(flags, ",")})
 			}
-			return a.output(out, rcs, []string{"HOST", "CONTAINER", "IMAGE", "SCANNED", "CRIT", "HIGH", "MED", "LOW", "VIOLATIONS", "CPU", "MEM", "FLAGS"}, rows)
+			return a.output(out, rcs, []string{"HOST", "CONTAINER", "IMAGE", "SCANNED", "CRIT", "HIGH", "MED", "LOW", "UNK", "VIOLATIONS", "CPU", "MEM", "FLAGS"}, rows)
 		},
 	}
 	a.register(cmd)
