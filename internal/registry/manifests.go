@@ -174,6 +174,9 @@ func (s *Server) getManifest(w http.ResponseWriter, r *http.Request, rt route) {
 		internalError(w, err)
 		return
 	}
+	if r.Method == http.MethodGet && !s.checkPullSignature(w, r, p, rt, repo, m) {
+		return
+	}
 	h := w.Header()
 	h.Set("Content-Type", m.MediaType)
 	h.Set("Docker-Content-Digest", m.Digest)

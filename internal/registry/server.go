@@ -20,6 +20,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/audit"
 	"github.com/moat-dev/moat/internal/auth"
+	"github.com/moat-dev/moat/internal/signing"
 	"github.com/moat-dev/moat/internal/storage"
 	"github.com/moat-dev/moat/internal/store"
 )
@@ -42,6 +43,9 @@ type Config struct {
 	StrictManifests bool
 	// Realm overrides the token endpoint URL in challenges.
 	Realm string
+	// Signatures, when set, refuses pulls of unsigned images in projects
+	// that require signatures (see internal/signing).
+	Signatures *signing.PullGate
 }
 
 // Server is the registry HTTP handler.
