@@ -369,3 +369,20 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestDocsExample keeps the example in docs/policy.md loadable.
+func TestDocsExample(t *testing.T) {
+	b, err := os.ReadFile("../../docs/policy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, "```yaml\n")
+	j := strings.Index(s[i+8:], "```")
+	if i < 0 || j < 0 {
+		t.Fatal("no yaml block")
+	}
+	if _, err := policy.Parse("docs/policy.md", []byte(s[i+8:i+8+j])); err != nil {
+		t.Fatal(err)
+	}
+}
