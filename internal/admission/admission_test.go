@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -138,7 +139,7 @@ func TestMalformedReviews(t *testing.T) {
 // TestMutatePinsDigests pushes an image to a real registry (go-containerregistry's
 // registry on 127.0.0.1) and checks the JSONPatch pins its tag to the digest.
 func TestMutatePinsDigests(t *testing.T) {
-	reg := httptest.NewServer(registry.New())
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	defer reg.Close()
 	host := strings.TrimPrefix(reg.URL, "http://")
 	img := imagetest.Image(t, imagetest.Step{Layer: imagetest.Layer(t, imagetest.Text("etc/hello", "hi"))})
@@ -227,7 +228,6 @@ func FuzzDecodeReview(f *testing.F) {
 }
 
 var _ = tls.VersionTLS12
-var _ = io.EOF
 
 // TestDeployManifests checks the shipped webhook Deployment against the
 // shipped policy: moat's own webhook must pass the policy it enforces.
