@@ -92,6 +92,10 @@ type Options struct {
 	Log     *slog.Logger
 	// PublicMetrics serves /metrics without authentication.
 	PublicMetrics bool
+	// SBOMSource, when set, is asked for the SBOM of an image the fleet has
+	// none of (e.g. the registry's SBOM store, by manifest digest) before an
+	// agent is asked to catalogue it; it returns nil, nil when it has none.
+	SBOMSource func(ctx context.Context, digest string) ([]byte, error)
 	// OnEvent, when set, is called with every recorded event (webhook
 	// delivery).
 	OnEvent func(Event)
@@ -353,8 +357,43 @@ func (s *Server) handleMissing(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m, err := s.st.missing(r.Context(), req.Images)
-	s.reply(w, MissingResponse{Missing: m}, err)
+	if err != nil || s.o.SBOMSource == nil {
+		s.reply(w, MissingResponse{Missing: m}, err)
+		return
+	}
+	still := []string{}
+	for _, k := range m {
+		raw, err := s.o.SBOMSource(r.Context(), k)
+		if err == nil && raw != nil {
+			err = s.ingest(r.Context(), k, raw)
+			if err == nil {
+				continue
+			}
+		}
+		if err != nil {
+			s.o.Log.Warn("fleet: SBOM source", "image", k, "err", err)
+		}
+		still = append(still, k)
+	}
+	s.reply(w, MissingResponse{Missing: still}, nil)
 }
+
+// ingest reads, matches and stores an SBOM.
+func (s *Server) ingest(ctx context.Context, key string, raw []byte) error {
+	subj, pkgs, err := sbom.Read(bytes.NewReader(raw))
+	if err != nil {
+		return &badSBOMError{err}
+	}
+	fs, err := s.findings(ctx, pkgs)
+	if err != nil {
+		return err
+	}
+	return s.st.putSBOM(ctx, key, subj.Name, raw, len(pkgs), fs, s.o.Now())
+}
+
+type badSBOMError struct{ err error }
+
+func (e *badSBOMError) Error() string { return "not a readable SBOM: " + e.err.Error() }
 
 // validKey accepts "sha256:<64 hex>" (and other algorithms of the same form).
 func validKey(k string) bool {
@@ -385,17 +424,12 @@ func (s *Server) handleSBOM(w http.ResponseWriter, r *http.Request, key string) 
 		writeError(w, http.StatusRequestEntityTooLarge, "TOO_LARGE", "reading SBOM: "+err.Error())
 		return
 	}
-	subj, pkgs, err := sbom.Read(bytes.NewReader(raw))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "BAD_SBOM", "not a readable SBOM: "+err.Error())
-		return
-	}
-	fs, err := s.findings(r.Context(), pkgs)
-	if err != nil {
-		s.internal(w, err)
-		return
-	}
-	if err := s.st.putSBOM(r.Context(), key, subj.Name, raw, len(pkgs), fs, s.o.Now()); err != nil {
+	if err := s.ingest(r.Context(), key, raw); err != nil {
+		var bad *badSBOMError
+		if errors.As(err, &bad) {
+			writeError(w, http.StatusBadRequest, "BAD_SBOM", err.Error())
+			return
+		}
 		s.internal(w, err)
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -280,5 +281,46 @@ func TestBadInput(t *testing.T) {
 	do(t, a, "GET", "hosts", nil, &hosts)
 	if len(hosts) != 0 {
 		t.Errorf("bad input stored hosts %+v", hosts)
+	}
+}
+
+// TestSBOMSource: SBOMs the registry already holds are taken from it, so
+// agents catalogue only images nobody has seen; a bad stored SBOM leaves the
+// image to the agent.
+func TestSBOMSource(t *testing.T) {
+	db := goDB(t)
+	e := newEnv(t, nil)
+	other := "sha256:" + repeat("3", 64)
+	var asked []string
+	srv := fleet.NewServer(e.fleet, fleet.AccountAuth(e.auth), fleet.Options{Matcher: match.Matcher{DB: db},
+		SBOMSource: func(_ context.Context, d string) ([]byte, error) {
+			asked = append(asked, d)
+			switch d {
+			case imgApp:
+				return textSBOM(t, "v0.3.7"), nil
+			case imgOld:
+				return []byte("not an SBOM"), nil
+			}
+			return nil, nil
+		}})
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	a := e.robot(t, "robot$a")
+	a.Server = ts.URL
+	do(t, a, "POST", "report", fleet.Report{Host: fleet.Host{Name: "h"}, Full: true, Containers: []fleet.Container{compliant("c1", "web", imgApp)}}, nil)
+	var miss fleet.MissingResponse
+	do(t, a, "POST", "images/missing", fleet.MissingRequest{Images: []string{imgApp, imgOld, other}}, &miss)
+	if !slices.Equal(miss.Missing, []string{imgOld, other}) || len(asked) != 3 {
+		t.Fatalf("missing = %v (asked %v)", miss.Missing, asked)
+	}
+	var ex fleet.Exposure
+	do(t, a, "GET", "exposure/CVE-2022-32149", nil, &ex)
+	if len(ex.Containers) != 1 || ex.Containers[0].Container != "web" {
+		t.Errorf("exposure from the registry's SBOM: %+v", ex)
+	}
+	asked = nil
+	do(t, a, "POST", "images/missing", fleet.MissingRequest{Images: []string{imgApp}}, &miss)
+	if len(miss.Missing) != 0 || len(asked) != 0 {
+		t.Errorf("a stored SBOM was asked for again: missing %v, asked %v", miss.Missing, asked)
 	}
 }
