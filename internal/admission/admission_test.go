@@ -260,3 +260,51 @@ func TestDeployManifests(t *testing.T) {
 		t.Fatalf("moat's own Deployment breaks the shipped policy: %v", res.Violations)
 	}
 }
+
+// TestSlowRegistry: a registry that answers after the lookup deadline makes
+// fail-closed rules deny and fail-open rules warn, and the review still
+// gets an answer.
+func TestSlowRegistry(t *testing.T) {
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		http.Error(w, "too late", http.StatusServiceUnavailable)
+	}))
+	defer slow.Close()
+	defer close(release)
+	host := strings.TrimPrefix(slow.URL, "http://")
+	s := newServer(t, `apiVersion: moat.dev/v1
+kind: Policy
+metadata: {name: slow}
+spec:
+  rules:
+    - name: labels-closed
+      images: {requiredLabels: [a]}
+    - name: age-open
+      onError: allow
+      images: {maxAge: 30d}
+`)
+	s.FactsTimeout = 300 * time.Millisecond
+	pod := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"` + host + `/team/app:1"}]}}`
+	done := make(chan *admissionv1.AdmissionReview, 1)
+	go func() {
+		_, rev, _ := post(t, s.Handler(), "/validate", review("s1", "CREATE", "apps", pod))
+		done <- rev
+	}()
+	var rev *admissionv1.AdmissionReview
+	select {
+	case rev = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no answer while the registry hangs")
+	}
+	r := rev.Response
+	if r.Allowed || !strings.Contains(r.Result.Message, "labels-closed: container c: cannot check image") || !strings.Contains(r.Result.Message, "timed out") || !strings.Contains(r.Result.Message, "fails closed") {
+		t.Fatalf("fail-closed rule: %+v", r.Result)
+	}
+	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "rule age-open skipped") || !strings.Contains(r.Warnings[0], "fails open") {
+		t.Fatalf("fail-open rule: %v", r.Warnings)
+	}
+}
