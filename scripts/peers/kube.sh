@@ -18,7 +18,7 @@ export GOFLAGS=-buildvcs=false GOWORK=off GOTOOLCHAIN=local
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
 
 # etcd
-if [ -x "$DEST/etcd" ]; then
+if [ -x "$DEST/etcd" ] && "$DEST/etcd" --version 2>/dev/null | grep -q "etcd Version"; then
   echo "kube.sh: $DEST/etcd present"
 else
   tmp=$(mktemp -d)
@@ -28,8 +28,8 @@ else
       apt-get download etcd-server >/dev/null
     fi
     dpkg -x etcd-server_*.deb x
-    bin=$(find x -type f -name etcd -perm -u+x | head -1)
-    [ -n "$bin" ] || { echo "kube.sh: no etcd binary in etcd-server package" >&2; exit 1; }
+    bin=x/usr/bin/etcd
+    [ -x "$bin" ] || { echo "kube.sh: no usr/bin/etcd in the etcd-server package" >&2; exit 1; }
     cp "$bin" "$DEST/etcd.tmp" && mv "$DEST/etcd.tmp" "$DEST/etcd" )
   rm -rf "$tmp"
   echo "kube.sh: installed $DEST/etcd"
