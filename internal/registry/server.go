@@ -20,7 +20,6 @@ import (
 
 	"github.com/moat-dev/moat/internal/audit"
 	"github.com/moat-dev/moat/internal/auth"
-	"github.com/moat-dev/moat/internal/signing"
 	"github.com/moat-dev/moat/internal/storage"
 	"github.com/moat-dev/moat/internal/store"
 )
@@ -44,8 +43,9 @@ type Config struct {
 	// Realm overrides the token endpoint URL in challenges.
 	Realm string
 	// Signatures, when set, refuses pulls of unsigned images in projects
-	// that require signatures (see internal/signing).
-	Signatures *signing.PullGate
+	// that require signatures (see signature_gate.go; implemented by
+	// internal/signing/registrygate).
+	Signatures PullGate
 }
 
 // Server is the registry HTTP handler.

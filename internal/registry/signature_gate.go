@@ -14,9 +14,37 @@ import (
 
 	"github.com/moat-dev/moat/internal/audit"
 	"github.com/moat-dev/moat/internal/auth"
-	"github.com/moat-dev/moat/internal/signing"
 	"github.com/moat-dev/moat/internal/store"
 )
+
+// PullGate decides whether a manifest's content may be served, for
+// projects that require signatures. internal/signing/registrygate
+// implements it with offline cosign signature verification.
+type PullGate interface {
+	// Required reports whether project requires signatures.
+	Required(project string) bool
+	// CheckPull decides for the manifest digest (with its content) of
+	// repository repo in project; src reads the repository's artifacts.
+	CheckPull(ctx context.Context, src ArtifactSource, project, repo, digest string, content []byte) (allowed bool, reason string, err error)
+}
+
+// ArtifactSource reads a repository's manifests, referrers and blobs from
+// the registry's own storage (it has the method set of signing.Source).
+type ArtifactSource interface {
+	// Manifest returns the manifest a tag or digest names; an error whose
+	// NotFound method reports true when there is none.
+	Manifest(ctx context.Context, ref string) ([]byte, error)
+	// Referrers lists the manifests whose subject is digest.
+	Referrers(ctx context.Context, digest string) ([]v1.Descriptor, error)
+	// Blob returns a blob's content; more than max bytes is an error.
+	Blob(ctx context.Context, digest string, max int64) ([]byte, error)
+}
+
+// errArtifactNotFound is ArtifactSource's "no such manifest".
+type errArtifactNotFound struct{ ref string }
+
+func (e errArtifactNotFound) Error() string  { return "manifest " + e.ref + " not found" }
+func (e errArtifactNotFound) NotFound() bool { return true }
 
 // checkPullSignature enforces the project's require-signature setting
 // (Config.Signatures) before a manifest's content is served (GET; HEAD
@@ -25,21 +53,21 @@ import (
 // by a trusted key. It reports whether serving may go on.
 func (s *Server) checkPullSignature(w http.ResponseWriter, r *http.Request, p *auth.Principal, rt route, repo *store.Repo, m *store.Manifest) bool {
 	project, _, _ := strings.Cut(rt.name, "/")
-	if !s.Signatures.Required(project) {
+	if s.Signatures == nil || !s.Signatures.Required(project) {
 		return true
 	}
-	d, err := s.Signatures.Check(r.Context(), &storeSource{s: s, repoID: repo.ID}, project, rt.name, m.Digest, m.Content)
+	allowed, reason, err := s.Signatures.CheckPull(r.Context(), &storeSource{s: s, repoID: repo.ID}, project, rt.name, m.Digest, m.Content)
 	if err != nil {
 		internalError(w, fmt.Errorf("signature check: %w", err))
 		return false
 	}
-	if d.Allowed {
+	if allowed {
 		return true
 	}
-	msg := fmt.Sprintf("pull of %s@%s refused: %s", rt.name, m.Digest, d.Reason)
+	msg := fmt.Sprintf("pull of %s@%s refused: %s", rt.name, m.Digest, reason)
 	if s.Audit != nil {
 		e := audit.Event{Action: audit.ActionPull, Repository: rt.name, Digest: m.Digest, RemoteAddr: remoteIP(r),
-			Allowed: false, Detail: "require-signature: " + d.Reason}
+			Allowed: false, Detail: "require-signature: " + reason}
 		if p != nil {
 			e.Actor, e.ActorKind = p.Name, p.Kind
 		}
@@ -59,7 +87,7 @@ type storeSource struct {
 func (src *storeSource) Manifest(ctx context.Context, ref string) ([]byte, error) {
 	m, err := src.s.Store.GetManifest(ctx, src.repoID, ref, true)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, signing.ErrNotFound
+		return nil, errArtifactNotFound{ref}
 	}
 	if err != nil {
 		return nil, err

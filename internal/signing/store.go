@@ -136,8 +136,14 @@ type candidate struct {
 	err         error
 }
 
-// ErrNotFound is what a Source returns for a manifest that does not exist.
+// ErrNotFound is what a Source returns for a manifest that does not exist
+// (an error with a NotFound() bool method reporting true also counts).
 var ErrNotFound = errors.New("not found")
+
+func notFound(err error) bool {
+	var nf interface{ NotFound() bool }
+	return errors.Is(err, ErrNotFound) || errors.As(err, &nf) && nf.NotFound()
+}
 
 // Source is where signatures and attestations are read from: a remote
 // registry (Remote) or a registry's own storage (for pull-time checks).
@@ -249,7 +255,7 @@ func collect(ctx context.Context, src Source, dgst string, noTag, noReferrers bo
 			tag := strings.Replace(dgst, ":", "-", 1) + "." + k.suffix
 			raw, err := src.Manifest(gctx, tag)
 			if err != nil {
-				if errors.Is(err, ErrNotFound) {
+				if notFound(err) {
 					return nil
 				}
 				return fmt.Errorf("read %s: %w", tag, err)

@@ -1,9 +1,13 @@
-package registry
+package registrygate
 
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,9 +18,24 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/moat-dev/moat/internal/registry"
 	"github.com/moat-dev/moat/internal/signing"
 	"github.com/moat-dev/moat/internal/store"
 )
+
+const adminPW = "gate-test-admin-pw"
+
+// testRegistry starts moat's registry over a temp data dir on 127.0.0.1.
+func testRegistry(t *testing.T) (*registry.Instance, *httptest.Server) {
+	inst, err := registry.Open(context.Background(), registry.Options{DataDir: t.TempDir(), AdminPassword: adminPW,
+		Log: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(inst)
+	t.Cleanup(func() { ts.Close(); inst.Close() })
+	return inst, ts
+}
 
 type gateKeychain struct{ a authn.Authenticator }
 
@@ -34,7 +53,7 @@ func TestRequireSignature(t *testing.T) {
 	gate := &signing.PullGate{DenyTTL: 1 /* cached denials expire at once */, Keys: map[string][]signing.PublicKey{
 		"secure": {{Key: trustedKey.Public(), Source: "trusted.pub", Fingerprint: signing.Fingerprint(trustedKey.Public())}}}}
 	inst, ts := testRegistry(t)
-	inst.Signatures = gate
+	inst.Signatures = Gate{gate}
 	for _, p := range []string{"secure", "open"} {
 		if _, err := inst.Store.CreateProject(ctx, store.Project{Name: p}); err != nil {
 			t.Fatal(err)
@@ -137,5 +156,24 @@ func TestRequireSignature(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), `"DENIED"`) || !strings.Contains(string(body), "requires a signature") {
 		t.Fatalf("unsigned image over plain HTTP: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestFromDir(t *testing.T) {
+	dir := t.TempDir()
+	k, _ := signing.GenerateKey("")
+	pub, _ := signing.MarshalPublicKey(k.Public())
+	os.MkdirAll(filepath.Join(dir, "secure"), 0o755)
+	os.WriteFile(filepath.Join(dir, "secure", "release.pub"), pub, 0o644)
+	g, err := FromDir(dir)
+	if err != nil || !g.Required("secure") || g.Required("open") {
+		t.Fatalf("FromDir: %v %+v", err, g.Keys)
+	}
+	if g, err := FromDir(filepath.Join(dir, "missing")); err != nil || g.Required("secure") {
+		t.Fatalf("missing dir: %v", err)
+	}
+	os.MkdirAll(filepath.Join(dir, "empty"), 0o755)
+	if _, err := FromDir(dir); err == nil || !strings.Contains(err.Error(), "project empty") {
+		t.Fatalf("project dir without keys: %v", err)
 	}
 }
