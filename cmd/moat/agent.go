@@ -68,6 +68,7 @@ with backoff and catches up; changes made meanwhile are not lost.`,
 	f.Float64Var(&cfg.Noisy.HostShare, "noisy-host-share", 0.5, "noisy neighbour: share (0-1) of the host's CPU or memory")
 	f.Float64Var(&cfg.Noisy.LimitShare, "noisy-limit-share", 0.9, "noisy neighbour: share (0-1) of the container's own CPU, memory or PID limit")
 	f.DurationVar(&cfg.Noisy.Window, "noisy-window", 2*time.Minute, "noisy neighbour: for longer than this")
+	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve the agent's Prometheus metrics on this address (e.g. 127.0.0.1:9464)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

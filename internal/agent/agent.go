@@ -19,11 +19,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/docker/docker/client"
@@ -71,7 +73,10 @@ type Config struct {
 	MaxPending int
 	// MaxBackoff caps the retry delay (default 1m).
 	MaxBackoff time.Duration
-	Log        *slog.Logger
+	// MetricsAddr, when set, serves the agent's Prometheus metrics at
+	// http://MetricsAddr/metrics.
+	MetricsAddr string
+	Log         *slog.Logger
 	Version    string
 }
 
@@ -168,6 +173,13 @@ type Agent struct {
 	full       bool
 	samples    map[string]fleet.Sample
 	images     map[string]imageFacts // image ID -> facts
+	// lastSamples are the latest samples (for the agent's metrics).
+	lastSamples map[string]fleet.Sample
+
+	lastReport   atomic.Int64 // Unix ms of the last accepted report
+	reportErrors atomic.Int64
+	scansOK      atomic.Int64
+	scansFailed  atomic.Int64
 
 	wake     chan struct{}
 	scanWake chan struct{}
@@ -205,7 +217,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg: cfg, cli: cli, log: cfg.Log,
 		fc:         &fleet.Client{Server: cfg.Server, Username: name, Password: secret, HTTP: cfg.HTTP},
 		containers: map[string]fleet.Container{}, dirty: map[string]bool{}, samples: map[string]fleet.Sample{},
-		images: map[string]imageFacts{}, wake: make(chan struct{}, 1), scanWake: make(chan struct{}, 1),
+		images: map[string]imageFacts{}, lastSamples: map[string]fleet.Sample{}, wake: make(chan struct{}, 1), scanWake: make(chan struct{}, 1),
 		prev: map[string]cpuPrev{}, overSince: map[string]time.Time{},
 	}, nil
 }
@@ -214,6 +226,13 @@ func New(cfg Config) (*Agent, error) {
 // logged and retried with backoff; Run returns nil when ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.cli.Close()
+	var ln net.Listener
+	if a.cfg.MetricsAddr != "" {
+		var err error
+		if ln, err = net.Listen("tcp", a.cfg.MetricsAddr); err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+	}
 	var wg sync.WaitGroup
 	run := func(f func(context.Context)) {
 		wg.Add(1)
@@ -226,6 +245,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	if !a.cfg.NoScan {
 		run(a.scanLoop)
+	}
+	if ln != nil {
+		run(func(ctx context.Context) { a.serveMetrics(ctx, ln) })
 	}
 	wg.Wait()
 	return nil
@@ -310,6 +332,7 @@ func (a *Agent) send(ctx context.Context) {
 				bo.reset()
 				break
 			}
+			a.reportErrors.Add(1)
 			if ctx.Err() != nil {
 				return
 			}
@@ -381,6 +404,7 @@ func (a *Agent) flush(ctx context.Context, heartbeat bool) error {
 			restore(true)
 			return err
 		}
+		a.lastReport.Store(time.Now().UnixMilli())
 		if changed {
 			a.log.Debug("reported inventory", "full", full, "containers", len(rep.Containers), "removed", len(rep.Removed))
 			poke(a.scanWake)

@@ -259,6 +259,7 @@ func (s *server) robot(t testing.TB, name string) string {
 
 // runningAgent runs an agent until stopped.
 type runningAgent struct {
+	a      *agent.Agent
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -270,7 +271,7 @@ func startAgent(t testing.TB, cfg agent.Config) *runningAgent {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ra := &runningAgent{cancel: cancel, done: make(chan struct{})}
+	ra := &runningAgent{a: a, cancel: cancel, done: make(chan struct{})}
 	go func() { defer close(ra.done); a.Run(ctx) }()
 	t.Cleanup(ra.stop)
 	return ra
@@ -455,6 +456,14 @@ func TestAgentDockerEngine(t *testing.T) {
 		return true, ""
 	})
 	t.Logf("noisy after %s", time.Since(t0).Round(time.Millisecond))
+	rec := httptest.NewRecorder()
+	ag.a.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{`moat_agent_containers{state="running"} 4`, `moat_agent_container_noisy{container="` + burn + `"} 1`,
+		`moat_agent_image_scans_total{result="ok"} 1`, `moat_agent_report_errors_total 0`} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("agent metrics lack %s:\n%s", want, rec.Body)
+		}
+	}
 	if st := running(t, reader)[good].Stats; st == nil || st.Noisy || st.MemoryLimit != 64<<20 || st.PIDs < 1 {
 		t.Errorf("sleeper stats %+v", st)
 	}

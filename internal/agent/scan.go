@@ -63,9 +63,11 @@ func (a *Agent) scanLoop(ctx context.Context) {
 					return
 				}
 				failed[k] = time.Now()
+				a.scansFailed.Add(1)
 				a.log.Warn("cataloguing an image the server has not seen", "image", im.ref, "id", im.id, "err", err)
 			} else {
 				delete(failed, k)
+				a.scansOK.Add(1)
 			}
 			if !sleep(ctx, a.cfg.ScanPause) {
 				return

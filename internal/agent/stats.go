@@ -61,6 +61,7 @@ func (a *Agent) sampleLoop(ctx context.Context) {
 			a.mu.Lock()
 			if _, still := a.containers[id]; still {
 				a.samples[id] = s
+				a.lastSamples[id] = s
 			}
 			a.mu.Unlock()
 		}
@@ -70,6 +71,13 @@ func (a *Agent) sampleLoop(ctx context.Context) {
 				delete(a.overSince, id)
 			}
 		}
+		a.mu.Lock()
+		for id := range a.lastSamples {
+			if !live[id] {
+				delete(a.lastSamples, id)
+			}
+		}
+		a.mu.Unlock()
 		poke(a.wake)
 	}
 }
