@@ -77,7 +77,7 @@ type Config struct {
 	// http://MetricsAddr/metrics.
 	MetricsAddr string
 	Log         *slog.Logger
-	Version    string
+	Version     string
 }
 
 // NoisyConfig says when a container is a noisy neighbour: it uses more than
