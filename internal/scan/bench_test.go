@@ -234,6 +234,45 @@ func BenchmarkScan(b *testing.B) {
 	b.ReportMetric(float64(pkgs), "packages")
 }
 
+// BenchmarkScanOverRead alternates a plain read of every layer and a full
+// scan within each iteration, so both see the same machine load, and
+// reports the scan/read ratio of wall and CPU time (issue 2's target: a
+// scan costs at most 1.25x the read).
+func BenchmarkScanOverRead(b *testing.B) {
+	im := benchImage(b, benchScale(b))
+	spec := "docker-archive:" + im.Archive
+	b.SetBytes(im.Expected.TarBytes)
+	s := startHeapSampler()
+	var readWall, scanWall, readCPU, scanCPU time.Duration
+	b.ResetTimer()
+	for range b.N {
+		t0, c0 := time.Now(), cpuTime()
+		if _, err := readAllLayers(context.Background(), spec); err != nil {
+			b.Fatal(err)
+		}
+		t1, c1 := time.Now(), cpuTime()
+		res, err := scan.Scan(context.Background(), spec, scan.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		t2, c2 := time.Now(), cpuTime()
+		if got, want := countType(res.Packages, catalog.TypeDeb), len(im.Expected.Dpkg); got != want {
+			b.Fatalf("scan found %d dpkg packages, the image holds %d", got, want)
+		}
+		readWall += t1.Sub(t0)
+		scanWall += t2.Sub(t1)
+		readCPU += c1 - c0
+		scanCPU += c2 - c1
+	}
+	b.StopTimer()
+	s.report(b)
+	n := float64(b.N)
+	b.ReportMetric(readWall.Seconds()/n, "read-s/op")
+	b.ReportMetric(scanWall.Seconds()/n, "scan-s/op")
+	b.ReportMetric(scanWall.Seconds()/readWall.Seconds(), "scan/read-wall")
+	b.ReportMetric(scanCPU.Seconds()/readCPU.Seconds(), "scan/read-cpu")
+}
+
 func countType(pkgs []catalog.Package, t catalog.Type) int {
 	n := 0
 	for _, p := range pkgs {
