@@ -115,6 +115,11 @@ func loadSyft(p string) ([]found, error) {
 			if f.path == "" {
 				f.path = a.Locations[0].Path
 			}
+			// syft names a jar inside a jar "outer.jar:inner.jar", moat
+			// "outer.jar!/inner.jar".
+			if eco == "maven" {
+				f.path = strings.ReplaceAll(f.path, ".jar:", ".jar!/")
+			}
 		}
 		out = append(out, f)
 	}
@@ -215,6 +220,36 @@ func compare(args []string) int {
 	}
 	fmt.Printf("\nmoat finds, syft misses: %d\n", len(extra))
 	for _, l := range limit(extra, 50) {
+		fmt.Println(l)
+	}
+	// The same comparison per located instance (name@version found in a
+	// given file): catches a package found in one file but missed in others.
+	inst := func(fs []found) map[string]map[string]bool {
+		m := map[string]map[string]bool{}
+		for _, f := range fs {
+			if m[f.eco] == nil {
+				m[f.eco] = map[string]bool{}
+			}
+			m[f.eco][f.key+"  "+f.path] = true
+		}
+		return m
+	}
+	mi, si := inst(mf), inst(sf)
+	fmt.Printf("\nlocated instances (name@version in file):\n%-14s %9s %9s %10s\n", "ecosystem", "moat", "syft", "syft-only")
+	var missingInst []string
+	for _, e := range names {
+		so := 0
+		for k := range si[e] {
+			if !mi[e][k] {
+				so++
+				missingInst = append(missingInst, fmt.Sprintf("  %-8s %s", e, k))
+			}
+		}
+		fmt.Printf("%-14s %9d %9d %10d\n", e, len(mi[e]), len(si[e]), so)
+	}
+	sort.Strings(missingInst)
+	fmt.Printf("syft finds in a file, moat not in that file: %d\n", len(missingInst))
+	for _, l := range limit(missingInst, 30) {
 		fmt.Println(l)
 	}
 	if es != nil {
