@@ -64,7 +64,7 @@ func TestCompareWithOSVScanner(t *testing.T) {
 	var doc struct {
 		Results []struct {
 			Packages []struct {
-				Package struct{ Name, Version, Ecosystem string }
+				Package         struct{ Name, Version, Ecosystem string }
 				Vulnerabilities []struct{ ID string }
 			}
 		}
