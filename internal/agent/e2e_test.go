@@ -340,7 +340,7 @@ func TestAgentDockerEngine(t *testing.T) {
 	logs := &syncBuffer{}
 	t0 := time.Now()
 	defer func() {
-		if t.Failed() {
+		if t.Failed() || os.Getenv("MOAT_AGENT_LOG") != "" {
 			t.Logf("agent log:\n%s", logs.String())
 		}
 	}()
@@ -385,7 +385,7 @@ func TestAgentDockerEngine(t *testing.T) {
 		// The burner spins at its 0.5 CPU quota; on a busy machine it may get
 		// less, so the limit share that flags it is low (sleepers use ~0).
 		Noisy: agent.NoisyConfig{HostShare: 0.99, LimitShare: 0.2, Window: 2 * time.Second},
-		Log:   slog.New(slog.NewTextHandler(logs, nil)), Version: "test",
+		Log:   slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Version: "test",
 	}
 	ag := startAgent(t, cfg)
 	reader := &fleet.Client{Server: srv.url()}
