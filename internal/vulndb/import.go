@@ -100,14 +100,24 @@ func Import(ctx context.Context, dir string, paths []string, opts ImportOptions)
 	sort.Strings(ecos)
 	// write all files first, then rename them all: an error while writing
 	// changes nothing
-	var staged []string
-	for _, e := range ecos {
-		m := Meta{Ecosystem: e, Source: opts.Source, Updated: now().UTC(), Withdrawn: c.withdrawnBy[e]}
-		p, err := writeStaged(tmp, c.builders[e], m)
+	staged := make([]string, len(ecos))
+	errs := make([]error, len(ecos))
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i, e := range ecos {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			m := Meta{Ecosystem: e, Source: opts.Source, Updated: now().UTC(), Withdrawn: c.withdrawnBy[e]}
+			staged[i], errs[i] = writeStaged(tmp, c.builders[e], m)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
 		if err != nil {
-			return nil, fmt.Errorf("writing %s: %w", e, err)
+			return nil, fmt.Errorf("writing %s: %w", ecos[i], err)
 		}
-		staged = append(staged, p)
 	}
 	for i, e := range ecos {
 		if err := commit(dir, staged[i], e); err != nil {
