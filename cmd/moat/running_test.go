@@ -56,7 +56,7 @@ func TestRunningExposure(t *testing.T) {
 		if strings.HasPrefix(acct.name, "robot$") {
 			_, err = accts.CreateRobot(ctx, store.Robot{Name: acct.name, SecretHash: hash})
 		} else {
-			_, err = accts.CreateUser(ctx, acct.name, hash, false)
+			_, err = accts.CreateUser(ctx, acct.name, hash, true)
 		}
 		if err != nil {
 			t.Fatal(err)

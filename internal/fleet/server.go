@@ -236,8 +236,9 @@ func (s *Server) internal(w http.ResponseWriter, err error) {
 	writeError(w, http.StatusInternalServerError, "INTERNAL", "internal error")
 }
 
-// authenticate checks credentials; agent calls need a robot account or an
-// administrator.
+// authenticate checks credentials: agents report with robot accounts (or
+// as an administrator); the fleet view, which spans every project, is
+// readable by administrators and robot accounts (e.g. a metrics exporter).
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, agent bool) (Principal, bool) {
 	p, err := s.authn(r)
 	if err != nil {
@@ -249,8 +250,12 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, agent bool
 		s.internal(w, err)
 		return p, false
 	}
-	if agent && !p.Robot && !p.Admin {
-		writeError(w, http.StatusForbidden, "DENIED", "only robot accounts (or administrators) report as agents")
+	if !p.Robot && !p.Admin {
+		msg := "the fleet view (every host's containers and exposures) is for administrators and robot accounts"
+		if agent {
+			msg = "only robot accounts (or administrators) report as agents"
+		}
+		writeError(w, http.StatusForbidden, "DENIED", msg)
 		return p, false
 	}
 	return p, true

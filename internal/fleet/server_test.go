@@ -213,7 +213,8 @@ func get(t *testing.T, c *fleet.Client, url string) string {
 }
 
 // TestAccess checks who may do what: agents are robot accounts bound to
-// their host, users read, revoked robots are refused at once.
+// their host, administrators read, other users do not, revoked robots are
+// refused at once.
 func TestAccess(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := context.Background()
@@ -233,8 +234,11 @@ func TestAccess(t *testing.T) {
 	if err := u.Do(ctx, "POST", "report", rep, nil); status(err) != 403 {
 		t.Errorf("user reporting as agent: %v", err)
 	}
-	if err := u.Do(ctx, "GET", "running", nil, nil); err != nil {
-		t.Errorf("user read: %v", err)
+	if err := u.Do(ctx, "GET", "running", nil, nil); status(err) != 403 {
+		t.Errorf("non-admin user read the fleet view: %v", err)
+	}
+	if err := e.user(t, "root", true).Do(ctx, "GET", "running", nil, nil); err != nil {
+		t.Errorf("admin read: %v", err)
 	}
 	do(t, a, "POST", "report", rep, nil)
 	if err := b.Do(ctx, "POST", "report", rep, nil); status(err) != 403 || !strings.Contains(err.Error(), "robot$a") {
