@@ -299,7 +299,11 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, action string
 			continue
 		}
 		msg := fmt.Sprintf("access to %s (%s) denied", n.repo, strings.Join(n.actions, ","))
-		s.deny(r, p, action, needs, msg)
+		if p.Kind != auth.KindAnonymous || r.Header.Get("Authorization") != "" {
+			// A request without credentials is the first step of the
+			// token flow, not a denial worth an audit event.
+			s.deny(r, p, action, needs, msg)
+		}
 		if p.Kind == auth.KindAnonymous {
 			s.challenge(w, r, scopes, "authentication required: "+msg)
 			return nil, false
