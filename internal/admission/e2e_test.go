@@ -252,11 +252,13 @@ func TestKubernetesEndToEnd(t *testing.T) {
 	}
 
 	ok, out := k.apply(t, "apps", priv("apps", "privileged"), "/api/v1/namespaces/apps/pods")
+	t.Logf("privileged Pod:\n%s", out)
 	if ok || !strings.Contains(out, `admission webhook "validate.moat.dev" denied the request: moat policy e2e denies Pod apps/privileged: no-privileged: container c: runs privileged`) {
 		t.Errorf("privileged Pod: admitted=%v\n%s", ok, out)
 	}
 	dep := `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"apps"},"spec":{"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"web","image":"evil.example/web:1"}]}}}}`
 	ok, out = k.apply(t, "apps", dep, "/apis/apps/v1/namespaces/apps/deployments")
+	t.Logf("Deployment:\n%s", out)
 	if ok || !strings.Contains(out, "moat policy e2e denies Deployment apps/web: approved-registries: container web: image evil.example/web:1 comes from registry evil.example, which is not approved") {
 		t.Errorf("Deployment from an unapproved registry: admitted=%v\n%s", ok, out)
 	}
@@ -274,6 +276,7 @@ func TestKubernetesEndToEnd(t *testing.T) {
 	}
 	warn := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"warned","namespace":"apps","labels":{"team":"web"}},"spec":{"containers":[{"name":"c","image":"registry.example.com/app:1"}]}}`
 	ok, out = k.apply(t, "apps", warn, "/api/v1/namespaces/apps/pods")
+	t.Logf("warned Pod:\n%s", out)
 	if !ok || (strings.Contains(out, "Warning") && !strings.Contains(out, "moat: limits: container c: has no memory limit")) {
 		t.Errorf("warned Pod: admitted=%v\n%s", ok, out)
 	}
