@@ -233,8 +233,8 @@ func (s *Server) handleAdmin(w http.ResponseWriter, r *http.Request) {
 		rec(audit.ActionProjectUpdate, parts[1], true)
 		writeJSON(w, http.StatusOK, pr)
 	case r.Method == "GET" && parts[0] == "projects" && len(parts) == 3 && parts[2] == "members":
-		if !p.Admin && p.Roles[parts[1]] == "" {
-			adminError(w, http.StatusForbidden, "only members may list a project's members")
+		if !p.Admin && (p.Kind != auth.KindUser || p.Roles[parts[1]] == "") {
+			adminError(w, http.StatusForbidden, "only members (people, not robots) may list a project's members")
 			return
 		}
 		ms, err := s.Store.ListMembers(ctx, parts[1])

@@ -70,6 +70,14 @@ func TestRBACMatrix(t *testing.T) {
 		run   func(t *testing.T, c *client, r role, i int) int
 	}
 	blob := sha(layer)
+	newSession := func(t *testing.T) string {
+		resp := admin.do(t, "POST", "/v2/team/app/blobs/uploads/", nil, nil)
+		resp.Body.Close()
+		if resp.StatusCode != 202 {
+			t.Fatalf("start session: %d", resp.StatusCode)
+		}
+		return resp.Header.Get("Location")
+	}
 	endpoints := []endpoint{
 		{"GET /v2/", "login", func(t *testing.T, c *client, _ role, _ int) int { return c.status(t, "GET", "/v2/", nil, nil) }},
 		{"GET manifest", "pull", func(t *testing.T, c *client, _ role, _ int) int {
@@ -100,6 +108,20 @@ func TestRBACMatrix(t *testing.T) {
 			b := []byte("blob by " + r.name)
 			return c.status(t, "POST", "/v2/team/app/blobs/uploads/?digest="+sha(b), b, octet)
 		}},
+		{"PATCH upload session", "push", func(t *testing.T, c *client, r role, _ int) int {
+			return c.status(t, "PATCH", newSession(t), []byte("chunk"), octet)
+		}},
+		{"GET upload status", "push", func(t *testing.T, c *client, r role, _ int) int {
+			return c.status(t, "GET", newSession(t), nil, nil)
+		}},
+		{"PUT finish upload", "push", func(t *testing.T, c *client, r role, _ int) int {
+			b := []byte("finished by " + r.name)
+			return c.status(t, "PUT", newSession(t)+"?digest="+sha(b), b, octet)
+		}},
+		{"DELETE cancel upload", "push", func(t *testing.T, c *client, r role, _ int) int {
+			return c.status(t, "DELETE", newSession(t), nil, nil)
+		}},
+		{"GET catalog", "login", func(t *testing.T, c *client, _ role, _ int) int { return c.status(t, "GET", "/v2/_catalog", nil, nil) }},
 		{"PUT manifest", "push", func(t *testing.T, c *client, r role, _ int) int {
 			m, _ := inst.Store.RepoByName(ctx, "team/app")
 			man, _ := inst.Store.GetManifest(ctx, m.ID, "v1", true)
@@ -132,6 +154,22 @@ func TestRBACMatrix(t *testing.T) {
 		}},
 		{"admin: audit log", "admin", func(t *testing.T, c *client, r role, i int) int { return c.admin(t, "GET", "audit", "") }},
 		{"admin: gc", "admin", func(t *testing.T, c *client, r role, i int) int { return c.admin(t, "POST", "gc?dry_run=true", "") }},
+		{"admin: disable user", "admin", func(t *testing.T, c *client, r role, i int) int {
+			admin.admin(t, "POST", "users", fmt.Sprintf(`{"name":"d%d"}`, i))
+			return c.admin(t, "POST", fmt.Sprintf("users/d%d/disable", i), "")
+		}},
+		{"owner: list members", "member", func(t *testing.T, c *client, r role, i int) int {
+			return c.admin(t, "GET", "projects/team/members", "")
+		}},
+		{"owner: remove member", "owner", func(t *testing.T, c *client, r role, i int) int {
+			admin.admin(t, "POST", "users", fmt.Sprintf(`{"name":"m%d"}`, i))
+			admin.admin(t, "PUT", fmt.Sprintf("projects/team/members/m%d", i), `{"role":"reader"}`)
+			return c.admin(t, "DELETE", fmt.Sprintf("projects/team/members/m%d", i), "")
+		}},
+		{"owner: revoke robot", "owner", func(t *testing.T, c *client, r role, i int) int {
+			admin.admin(t, "POST", "robots", fmt.Sprintf(`{"name":"rv%d","permissions":{"team":"reader"}}`, i))
+			return c.admin(t, "DELETE", fmt.Sprintf("robots/robot$rv%d", i), "")
+		}},
 		{"owner: set member", "owner", func(t *testing.T, c *client, r role, i int) int {
 			return c.admin(t, "PUT", "projects/team/members/reader", `{"role":"reader"}`)
 		}},
@@ -155,6 +193,8 @@ func TestRBACMatrix(t *testing.T) {
 					want = r.pubPull
 				case "mount":
 					want = r.name == "admin"
+				case "member":
+					want = (strings.Contains(r.can, "pull") && r.name != "robot-reader" && r.name != "robot-writer") || r.name == "admin"
 				case "owner":
 					want = strings.Contains(r.can, "owner") || strings.Contains(r.can, "admin")
 				default:
