@@ -29,12 +29,17 @@ type cpuPrev struct {
 // one-shot stats requests (no streaming connection held per container),
 // at most statsConcurrency at once.
 func (a *Agent) sampleLoop(ctx context.Context) {
+	// The first round comes early: it only primes the CPU counters, so
+	// the first real sample arrives one interval after start.
+	first := time.NewTimer(min(2*time.Second, a.cfg.StatsInterval))
+	defer first.Stop()
 	t := time.NewTicker(a.cfg.StatsInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-first.C:
 		case <-t.C:
 		}
 		a.mu.Lock()
