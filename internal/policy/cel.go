@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/checker"
 	"github.com/google/cel-go/ext"
 	"gopkg.in/yaml.v3"
 
@@ -111,6 +112,21 @@ type celRule struct {
 	fix        string
 	prg        cel.Program
 	needsImage bool
+	static     bool // cost bounded at load (no run-time tracking)
+}
+
+// celSizeBound is the size assumed for input collections and strings when
+// a rule's cost is estimated at load.
+const celSizeBound = 1024
+
+type celSizes struct{}
+
+func (celSizes) EstimateSize(checker.AstNode) *checker.SizeEstimate {
+	return &checker.SizeEstimate{Min: 0, Max: celSizeBound}
+}
+
+func (celSizes) EstimateCallCost(function, overloadID string, target *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
+	return nil
 }
 
 func (p *parser) celRule(n *yaml.Node, what string) *celRule {
@@ -129,7 +145,17 @@ func (p *parser) celRule(n *yaml.Node, what string) *celRule {
 		p.fail(f.vals["expression"], "%s.expression must give a bool (true when compliant), not %s", what, ast.OutputType())
 		return nil
 	}
-	prg, err := celEnv.Program(ast, cel.CostLimit(CELCostLimit), cel.EvalOptions(cel.OptOptimize))
+	// An expression whose worst case, with every collection and string of
+	// the input at most celSizeBound long, stays within the cost limit runs
+	// without per-step cost tracking; any other is stopped at run time when
+	// it exceeds the limit.
+	opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
+	if est, err := celEnv.EstimateCost(ast, celSizes{}); err != nil || est.Max > CELCostLimit {
+		opts = append(opts, cel.CostLimit(CELCostLimit))
+	} else {
+		r.static = true
+	}
+	prg, err := celEnv.Program(ast, opts...)
 	if err != nil {
 		p.fail(f.vals["expression"], "%s.expression: %v", what, err)
 		return nil
