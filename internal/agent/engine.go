@@ -79,6 +79,9 @@ func (a *Agent) watchOnce(ctx context.Context, bo *backoff) error {
 	if h.Arch == "" {
 		h.Arch = runtime.GOARCH
 	}
+	a.mu.Lock()
+	clear(a.images) // digests may have changed (pushed, pulled) meanwhile
+	a.mu.Unlock()
 	evCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	f := filters.NewArgs(filters.Arg("type", string(events.ContainerEventType)))

@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -101,6 +102,10 @@ func (a *Agent) scanImage(ctx context.Context, key, id, ref, digest string) erro
 		return fmt.Errorf("writing the SBOM: %w", err)
 	}
 	if err := a.fc.Do(ctx, http.MethodPut, "sboms/"+url.PathEscape(key), buf.Bytes(), nil); err != nil {
+		var se *fleet.StatusError
+		if errors.As(err, &se) && se.Status == http.StatusConflict {
+			return nil // another agent sent it meanwhile
+		}
 		return fmt.Errorf("sending the SBOM: %w", err)
 	}
 	a.log.Info("catalogued an image for the server", "image", ref, "key", key, "packages", len(res.Packages), "took", time.Since(start).Round(time.Millisecond).String())

@@ -28,7 +28,7 @@ func FuzzAgentInput(f *testing.F) {
 	}
 	defer st.Close()
 	robot := func(*http.Request) (fleet.Principal, error) {
-		return fleet.Principal{Name: "robot$fuzz", Robot: true}, nil
+		return fleet.Principal{Name: "robot$fuzz", Robot: true, Admin: true}, nil
 	}
 	srv := fleet.NewServer(st, robot, fleet.Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	paths := []struct{ method, path string }{

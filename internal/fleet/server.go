@@ -195,7 +195,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case rest == "images/missing" && r.Method == http.MethodPost:
 		s.handleMissing(w, r)
 	case strings.HasPrefix(rest, "sboms/") && r.Method == http.MethodPut:
-		s.handleSBOM(w, r, strings.TrimPrefix(rest, "sboms/"))
+		s.handleSBOM(w, r, p, strings.TrimPrefix(rest, "sboms/"))
 	case rest == "hosts" && r.Method == http.MethodGet:
 		hs, err := s.st.hosts(r.Context())
 		s.reply(w, hs, err)
@@ -419,10 +419,28 @@ func validKey(k string) bool {
 	return true
 }
 
-func (s *Server) handleSBOM(w http.ResponseWriter, r *http.Request, key string) {
+// handleSBOM takes an agent's SBOM of an image. An agent may only give the
+// first SBOM of an image that a container on one of its hosts uses, so a
+// compromised agent cannot replace the SBOM of other hosts' images.
+func (s *Server) handleSBOM(w http.ResponseWriter, r *http.Request, p Principal, key string) {
 	if !validKey(key) {
 		writeError(w, http.StatusBadRequest, "BAD_REQUEST", fmt.Sprintf("image key %q is not a digest (sha256:...)", key))
 		return
+	}
+	have, uses, err := s.st.sbomAccess(r.Context(), key, p.Name)
+	if err != nil {
+		s.internal(w, err)
+		return
+	}
+	if !p.Admin {
+		if have {
+			writeError(w, http.StatusConflict, "EXISTS", "the server already has an SBOM of "+key)
+			return
+		}
+		if !uses {
+			writeError(w, http.StatusForbidden, "DENIED", "no container on this agent's hosts uses image "+key)
+			return
+		}
 	}
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, sbom.MaxSBOMSize))
 	if err != nil {

@@ -262,6 +262,7 @@ func TestBadInput(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := context.Background()
 	a := e.robot(t, "robot$a")
+	do(t, a, "POST", "report", fleet.Report{Host: fleet.Host{Name: "h"}, Full: true, Containers: []fleet.Container{compliant("c1", "web", imgApp)}}, nil)
 	cases := []struct {
 		method, path string
 		body         any
@@ -283,8 +284,23 @@ func TestBadInput(t *testing.T) {
 	}
 	var hosts []fleet.Host
 	do(t, a, "GET", "hosts", nil, &hosts)
-	if len(hosts) != 0 {
+	if len(hosts) != 1 {
 		t.Errorf("bad input stored hosts %+v", hosts)
+	}
+	var miss fleet.MissingResponse
+	do(t, a, "POST", "images/missing", fleet.MissingRequest{Images: []string{imgApp}}, &miss)
+	if len(miss.Missing) != 1 {
+		t.Errorf("a bad SBOM was stored: missing %v", miss.Missing)
+	}
+
+	// SBOMs: only for images the agent's hosts run, and never replaced.
+	b := e.robot(t, "robot$b")
+	if err := b.Do(ctx, "PUT", "sboms/"+imgApp, textSBOM(t, "v0.3.7"), nil); status(err) != 403 {
+		t.Errorf("robot b sent an SBOM for host h's image: %v", err)
+	}
+	do(t, a, "PUT", "sboms/"+imgApp, textSBOM(t, "v0.3.8"), nil)
+	if err := a.Do(ctx, "PUT", "sboms/"+imgApp, textSBOM(t, "v0.3.7"), nil); status(err) != 409 {
+		t.Errorf("an SBOM was replaced: %v", err)
 	}
 }
 

@@ -716,3 +716,17 @@ func (s *Store) reevaluate(ctx context.Context, check func(host string, c *Conta
 	})
 	return changed, err
 }
+
+// sbomAccess says whether key has an SBOM, and whether a container on a
+// host reported by agent uses it.
+func (s *Store) sbomAccess(ctx context.Context, key, agent string) (have, uses bool, err error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM fleet_sboms WHERE image_key = ?`, key).Scan(&n); err != nil {
+		return false, false, err
+	}
+	have = n > 0
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM fleet_containers c JOIN fleet_hosts h ON h.name = c.host WHERE c.image_key = ? AND h.agent = ?`, key, agent).Scan(&n); err != nil {
+		return false, false, err
+	}
+	return have, n > 0, nil
+}
