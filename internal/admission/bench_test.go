@@ -121,7 +121,7 @@ func BenchmarkWebhookHTTPS(b *testing.B) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-	cpu := time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano())
+	cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
 	// CPU time per review of the whole process (server and the in-process
 	// clients): with the machine to itself, 2 cores serve 2s/cpu reviews/s.
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/review")
