@@ -219,7 +219,7 @@ func (m Matcher) matchRange(ctx context.Context, pkgs []catalog.Package, out *pa
 			out.warnings = append(out.warnings, s)
 		}
 	}
-	vc := vcache{}
+	vc := newVCache()
 	for i := range pkgs {
 		if i%256 == 0 && ctx.Err() != nil {
 			out.err = ctx.Err()
@@ -259,7 +259,7 @@ type hit struct {
 }
 
 // matchPackage evaluates the records of one package and folds aliases.
-func matchPackage(p *catalog.Package, eco, name, ver string, recs []*vulndb.Vulnerability, warn func(string), vc vcache) []Finding {
+func matchPackage(p *catalog.Package, eco, name, ver string, recs []*vulndb.Vulnerability, warn func(string), vc *vcache) []Finding {
 	norm := vulndb.NormalizeName(eco, name)
 	var hits []hit
 	for _, r := range recs {

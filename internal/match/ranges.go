@@ -30,13 +30,27 @@ func Affects(a *vulndb.Affected, eco, ver string) (bool, []string, error) {
 	return affects(a, eco, ver, nil)
 }
 
-// vcache memoises version parsing within one Match call (records of one
-// package repeat the same event versions).
-type vcache map[vkey]parsedVersion
+// vcache memoises version parsing and comparisons within one Match call:
+// the records of one package repeat the same event versions (a Debian
+// update fixing ten CVEs is the fixed version of ten records), and some
+// comparator libraries are slow. A nil *vcache memoises nothing.
+type vcache struct {
+	parsed   map[vkey]parsedVersion
+	compared map[ckey]int
+}
+
+func newVCache() *vcache {
+	return &vcache{parsed: map[vkey]parsedVersion{}, compared: map[ckey]int{}}
+}
 
 type vkey struct {
 	cmp string
 	s   string
+}
+
+type ckey struct {
+	cmp  string
+	a, b string
 }
 
 type parsedVersion struct {
@@ -44,20 +58,34 @@ type parsedVersion struct {
 	err error
 }
 
-func (c vcache) parse(cmp version.Comparator, s string) (version.Version, error) {
+func (c *vcache) parse(cmp version.Comparator, s string) (version.Version, error) {
 	if c == nil {
 		return cmp.Parse(s)
 	}
 	k := vkey{cmp.Name(), s}
-	if p, ok := c[k]; ok {
+	if p, ok := c.parsed[k]; ok {
 		return p.v, p.err
 	}
 	v, err := cmp.Parse(s)
-	c[k] = parsedVersion{v, err}
+	c.parsed[k] = parsedVersion{v, err}
 	return v, err
 }
 
-func affects(a *vulndb.Affected, eco, ver string, cache vcache) (bool, []string, error) {
+// compare compares va (the parse of a) with vb (the parse of b).
+func (c *vcache) compare(cmp version.Comparator, a, b string, va, vb version.Version) int {
+	if c == nil {
+		return va.Compare(vb)
+	}
+	k := ckey{cmp.Name(), a, b}
+	if r, ok := c.compared[k]; ok {
+		return r
+	}
+	r := va.Compare(vb)
+	c.compared[k] = r
+	return r
+}
+
+func affects(a *vulndb.Affected, eco, ver string, cache *vcache) (bool, []string, error) {
 	affected := false
 	for _, v := range a.Versions {
 		if sameVersionString(eco, v, ver) {
@@ -133,7 +161,7 @@ func kindRank(k byte) int {
 	return 3
 }
 
-func inRange(evs []vulndb.Event, cmp version.Comparator, ver string, cache vcache) (bool, []string, error) {
+func inRange(evs []vulndb.Event, cmp version.Comparator, ver string, cache *vcache) (bool, []string, error) {
 	pv, err := cache.parse(cmp, ver)
 	if err != nil {
 		return false, nil, fmt.Errorf("%w: %w", errInstalledVersion, err)
@@ -208,7 +236,7 @@ func inRange(evs []vulndb.Event, cmp version.Comparator, ver string, cache vcach
 		if e.v == nil {
 			cmps[i] = 1 // introduced "0": ver is above it
 		} else {
-			cmps[i] = pv.Compare(e.v)
+			cmps[i] = cache.compare(cmp, ver, e.raw, pv, e.v)
 		}
 	}
 	affected := false
