@@ -136,6 +136,9 @@ Exit codes: 0 every image verified, 1 some image has no valid signature,
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
 			r := rf.remote()
+			if len(args) > 1 {
+				r.Prepare(ctx, args) // one registry handshake for all the images
+			}
 			// Images are verified concurrently (at most 8 at once); results
 			// keep the order of the arguments.
 			results := make([]*signing.VerifyResult, len(args))

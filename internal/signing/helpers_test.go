@@ -6,11 +6,13 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -32,6 +34,7 @@ type testReg struct {
 	remote func() *Remote
 	user   string // credentials for peer tools ("" = anonymous)
 	pass   string
+	tokens *atomic.Int64 // token requests served (moat's registry)
 }
 
 // ggcrRegistry starts go-containerregistry's in-memory registry with the
@@ -59,11 +62,17 @@ func moatRegistry(t testing.TB) *testReg {
 	if _, err := inst.Store.CreateProject(context.Background(), store.Project{Name: "proj"}); err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(inst)
+	tokens := &atomic.Int64{}
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/token") {
+			tokens.Add(1)
+		}
+		inst.ServeHTTP(w, r)
+	}))
 	t.Cleanup(func() { ts.Close(); inst.Close() })
 	host := strings.TrimPrefix(ts.URL, "http://")
 	kc := staticKeychain{authn.FromConfig(authn.AuthConfig{Username: "admin", Password: adminPW})}
-	return &testReg{name: "moat", host: host, user: "admin", pass: adminPW, remote: func() *Remote {
+	return &testReg{name: "moat", host: host, user: "admin", pass: adminPW, tokens: tokens, remote: func() *Remote {
 		return &Remote{Insecure: true, Keychain: kc}
 	}}
 }

@@ -55,8 +55,9 @@ type Remote struct {
 	// both false means both true.
 	NoTag, NoReferrers bool
 
-	mu     sync.Mutex // guards Transport and puller: a Remote may verify several images at once
+	mu     sync.Mutex // guards Transport, puller and shared: a Remote may verify several images at once
 	puller *remote.Puller
+	shared map[string]*remote.Puller // registry -> puller over one prepared, authenticated transport
 }
 
 func (r *Remote) nameOpts() []name.Option {
@@ -86,10 +87,13 @@ func (r *Remote) options(ctx context.Context) []remote.Option {
 		remote.WithUserAgent("moat"), remote.WithJobs(4)}
 }
 
-func (r *Remote) pull(ctx context.Context) ([]remote.Option, error) {
+func (r *Remote) pull(ctx context.Context, reg name.Registry) ([]remote.Option, error) {
 	opts := r.options(ctx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if p := r.shared[reg.RegistryStr()]; p != nil {
+		return append(opts, remote.Reuse(p)), nil
+	}
 	if r.puller == nil {
 		p, err := remote.NewPuller(opts...)
 		if err != nil {
@@ -98,6 +102,60 @@ func (r *Remote) pull(ctx context.Context) ([]remote.Option, error) {
 		r.puller = p
 	}
 	return append(opts, remote.Reuse(r.puller)), nil
+}
+
+// Prepare readies, for each registry the references name, one
+// authenticated connection for all their repositories: one ping and one
+// token (with a pull scope per repository) instead of one per repository.
+// Verifying many images then costs the registry one authentication. A
+// registry that cannot be prepared is left to the usual per-repository
+// handshake.
+func (r *Remote) Prepare(ctx context.Context, refs []string) {
+	byReg := map[string][]string{}
+	regs := map[string]name.Registry{}
+	for _, ref := range refs {
+		nr, err := name.ParseReference(ref, r.nameOpts()...)
+		if err != nil {
+			continue
+		}
+		repo := nr.Context()
+		key := repo.RegistryStr()
+		regs[key] = repo.Registry
+		scope := repo.Scope(transport.PullScope)
+		dup := false
+		for _, s := range byReg[key] {
+			dup = dup || s == scope
+		}
+		if !dup {
+			byReg[key] = append(byReg[key], scope)
+		}
+	}
+	opts := r.options(ctx)
+	kc := r.Keychain
+	if kc == nil {
+		kc = authn.DefaultKeychain
+	}
+	for key, scopes := range byReg {
+		reg := regs[key]
+		auth, err := authn.Resolve(ctx, kc, reg)
+		if err != nil {
+			continue
+		}
+		tr, err := transport.NewWithContext(ctx, reg, auth, transport.NewUserAgent(r.Transport, "moat"), scopes)
+		if err != nil {
+			continue
+		}
+		p, err := remote.NewPuller(append(opts, remote.WithTransport(tr))...)
+		if err != nil {
+			continue
+		}
+		r.mu.Lock()
+		if r.shared == nil {
+			r.shared = map[string]*remote.Puller{}
+		}
+		r.shared[key] = p
+		r.mu.Unlock()
+	}
 }
 
 // Subject is a resolved image: its repository, digest and descriptor.
@@ -114,7 +172,7 @@ func (r *Remote) Resolve(ctx context.Context, ref string) (*Subject, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse reference %q: %w", ref, err)
 	}
-	opts, err := r.pull(ctx)
+	opts, err := r.pull(ctx, nr.Context().Registry)
 	if err != nil {
 		return nil, err
 	}
@@ -178,7 +236,7 @@ func isNotFound(err error) bool {
 // Layers returns the layer digests and media types of the image manifest
 // subj names (for an index, of its first image).
 func (r *Remote) Layers(ctx context.Context, subj *Subject) ([]ProvenanceLayer, error) {
-	opts, err := r.pull(ctx)
+	opts, err := r.pull(ctx, subj.Ref.Context().Registry)
 	if err != nil {
 		return nil, err
 	}

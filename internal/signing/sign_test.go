@@ -237,3 +237,36 @@ func TestReferrersFlood(t *testing.T) {
 		t.Fatalf("flood: %v, %d signatures examined", err, len(vr.Signatures))
 	}
 }
+
+// TestPrepareSharesOneToken: verifying several images of one registry after
+// Prepare costs one token request, not one per repository, and gives the
+// same results.
+func TestPrepareSharesOneToken(t *testing.T) {
+	ctx := context.Background()
+	reg := moatRegistry(t)
+	key, trusted := mustKey(t, "")
+	var refs []string
+	for _, repo := range []string{"proj/a", "proj/b", "proj/c"} {
+		ref, dig := pushRandom(t, reg, repo)
+		if _, err := reg.remote().Sign(ctx, ref+":v1", key, SignOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, ref+"@"+dig.String())
+	}
+	for _, prepared := range []bool{false, true} {
+		r := reg.remote()
+		before := reg.tokens.Load()
+		if prepared {
+			r.Prepare(ctx, refs)
+		}
+		for _, ref := range refs {
+			if _, err := r.Verify(ctx, ref, trusted); err != nil {
+				t.Fatalf("prepared=%v %s: %v", prepared, ref, err)
+			}
+		}
+		n := reg.tokens.Load() - before
+		if prepared && n != 1 || !prepared && n != int64(len(refs)) {
+			t.Fatalf("prepared=%v: %d token requests", prepared, n)
+		}
+	}
+}

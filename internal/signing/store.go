@@ -164,7 +164,7 @@ type remoteSource struct {
 }
 
 func (r *Remote) source(ctx context.Context, repo name.Repository) (*remoteSource, error) {
-	opts, err := r.pull(ctx)
+	opts, err := r.pull(ctx, repo.Registry)
 	if err != nil {
 		return nil, err
 	}
