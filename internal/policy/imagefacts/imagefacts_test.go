@@ -19,6 +19,7 @@ import (
 	it "github.com/moat-dev/moat/internal/imagetest"
 	"github.com/moat-dev/moat/internal/policy"
 	"github.com/moat-dev/moat/internal/policy/imagefacts"
+	"github.com/moat-dev/moat/internal/vulndb"
 	"github.com/moat-dev/moat/internal/workload"
 )
 
@@ -106,5 +107,69 @@ func TestBaseImagesFromRegistry(t *testing.T) {
 	}
 	if _, err := prov.ImageFacts(context.Background(), host+"/team/missing:1"); err == nil {
 		t.Error("missing image has facts")
+	}
+}
+
+// TestVulnerabilityRules scans an image with two installed Python
+// distributions against a database of two real PyPI OSV records.
+func TestVulnerabilityRules(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := vulndb.Import(context.Background(), dir, []string{"testdata/osv"}, vulndb.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	db, err := vulndb.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	meta := func(n, v string) it.File {
+		return it.Text("usr/lib/python3/site-packages/"+n+"-"+v+".dist-info/METADATA", "Metadata-Version: 2.1\nName: "+n+"\nVersion: "+v+"\n")
+	}
+	push(t, host+"/team/py:1", it.Image(t, it.Step{Layer: it.Layer(t, meta("gdal", "3.0.1"), meta("mkdocs", "1.2.2"), meta("requests", "2.31.0"))}))
+	ref := host + "/team/py:1"
+	prov := &imagefacts.Provider{DB: db}
+	f, err := prov.ImageFacts(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.VulnsScanned || len(f.Findings) != 2 {
+		t.Fatalf("findings %+v", f.Findings)
+	}
+	check := func(rule string) []string {
+		t.Helper()
+		p, err := policy.Parse("p.yaml", []byte("apiVersion: moat.dev/v1\nkind: Policy\nspec:\n  rules:\n"+rule))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := &workload.Workload{Kind: "Image", Name: ref, Containers: []workload.Container{{Name: ref, Image: ref}}}
+		var out []string
+		for _, v := range p.Evaluate(context.Background(), w, policy.Options{Facts: prov}).Violations {
+			out = append(out, v.Message+" | "+v.Fix)
+		}
+		return out
+	}
+	got := check("    - name: sev\n      vulnerabilities: {maxSeverity: high}\n")
+	if len(got) != 1 || !strings.Contains(got[0], "1 vulnerabilities with severity above HIGH: CVE-2019-17545 (CRITICAL) in gdal 3.0.1") || !strings.HasSuffix(got[0], "| upgrade gdal to 3.0.2") {
+		t.Errorf("maxSeverity: %v", got)
+	}
+	got = check("    - name: cvss\n      vulnerabilities: {maxCVSS: 7.0}\n")
+	if len(got) != 1 || !strings.Contains(got[0], "2 vulnerabilities with CVSS above 7.0") || !strings.Contains(got[0], "CVSS 9.8") || !strings.Contains(got[0], "CVE-2021-40978 (HIGH, CVSS 7.5) in mkdocs 1.2.2") {
+		t.Errorf("maxCVSS: %v", got)
+	}
+	exc := "    - name: sev\n      vulnerabilities:\n        maxSeverity: medium\n        exceptions:\n          - {id: CVE-2019-17545, package: gdal, reason: not reachable, expires: %s}\n"
+	got = check(strings.Replace(exc, "%s", "2099-01-01", 1))
+	if len(got) != 1 || strings.Contains(got[0], "gdal") || !strings.Contains(got[0], "mkdocs") {
+		t.Errorf("with an exception: %v", got)
+	}
+	got = check(strings.Replace(exc, "%s", "2020-01-01", 1))
+	if len(got) != 1 || !strings.Contains(got[0], "gdal") {
+		t.Errorf("with an expired exception: %v", got)
+	}
+	got = check("    - name: crit\n      cel: {expression: 'image.vulnerabilities.critical == 0 && image.vulnerabilities.maxCVSS < 9.0', message: critical}\n")
+	if len(got) != 1 {
+		t.Errorf("CEL over findings: %v", got)
 	}
 }
