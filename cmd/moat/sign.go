@@ -15,6 +15,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/moat-dev/moat/internal/signing"
+	// Registers offline signature verification for the policy's
+	// signatures rule (moat check, admit, authz).
+	_ "github.com/moat-dev/moat/internal/signing/policyverify"
 )
 
 // registryFlags are shared by the signing commands.
