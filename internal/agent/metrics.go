@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/moat-dev/moat/internal/fleet"
 )
 
 var (
@@ -42,7 +44,10 @@ func (c agentCollector) Collect(ch chan<- prometheus.Metric) {
 	if a.full {
 		pending = -1
 	}
-	last := a.lastSamples
+	last := make(map[string]fleet.Sample, len(a.lastSamples))
+	for id, s := range a.lastSamples {
+		last[id] = s
+	}
 	a.mu.Unlock()
 	for st, n := range states {
 		g(descContainers, float64(n), st)
