@@ -42,7 +42,7 @@ func benchDB(b *testing.B) string {
 			benchErr = err
 			return
 		}
-		benchDBDir = filepath.Join(os.TempDir(), fmt.Sprintf("moat-benchdb-%d-v3", n))
+		benchDBDir = filepath.Join(os.TempDir(), fmt.Sprintf("moat-benchdb-%d-v4", n))
 		if _, err := os.Stat(filepath.Join(benchDBDir, "complete")); err == nil {
 			return
 		}
