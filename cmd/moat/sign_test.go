@@ -1,11 +1,17 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
 	"log"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -112,5 +118,39 @@ func TestSignCommands(t *testing.T) {
 	}
 	if _, err = run(t, "verify-attestation", "--insecure", "--key", other+".pub", ref+":1.0"); !errors.As(err, &g) {
 		t.Fatalf("untrusted attestation key: %v", err)
+	}
+}
+
+// TestKeyImport imports a plain PEM key and re-imports moat's own
+// (cosign-format) key; the imported keys sign what the original verifies.
+func TestKeyImport(t *testing.T) {
+	t.Setenv("MOAT_KEY_PASSWORD", "import-pass")
+	dir := t.TempDir()
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalECPrivateKey(ec)
+	plain := filepath.Join(dir, "plain.pem")
+	os.WriteFile(plain, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600)
+	out, err := run(t, "key", "import", "--output-key-prefix", filepath.Join(dir, "imported"), plain)
+	if err != nil || !strings.Contains(out, signing.Fingerprint(ec.Public())) {
+		t.Fatalf("import plain PEM: %v\n%s", err, out)
+	}
+	enc, _ := os.ReadFile(filepath.Join(dir, "imported.key"))
+	k, err := signing.ParsePrivateKey(enc, []byte("import-pass"))
+	if err != nil || !signing.IsEncryptedPEM(enc) || signing.Fingerprint(k.Public()) != signing.Fingerprint(ec.Public()) {
+		t.Fatalf("imported key: %v", err)
+	}
+	// Re-import the encrypted key: same key, needs the passphrase.
+	if _, err := run(t, "key", "import", "--output-key-prefix", filepath.Join(dir, "again"), filepath.Join(dir, "imported.key")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("MOAT_KEY_PASSWORD", "wrong")
+	if _, err := run(t, "key", "import", "--output-key-prefix", filepath.Join(dir, "third"), filepath.Join(dir, "imported.key")); err == nil ||
+		!strings.Contains(err.Error(), "passphrase") {
+		t.Fatalf("wrong passphrase: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "junk.pem"), []byte("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n"), 0o600)
+	if _, err := run(t, "key", "import", "--output-key-prefix", filepath.Join(dir, "j"), filepath.Join(dir, "junk.pem")); err == nil ||
+		!strings.Contains(err.Error(), "unsupported PEM block type") {
+		t.Fatalf("openssh key: %v", err)
 	}
 }
