@@ -358,7 +358,6 @@ type file struct {
 	order []uint32
 }
 
-
 // openFile maps path and validates its structure.
 func openFile(path string) (*file, error) {
 	data, unmap, err := mapFile(path)
