@@ -181,7 +181,17 @@ func (s *Server) workloadOf(req *admissionv1.AdmissionRequest) (*workload.Worklo
 	if len(req.Object.Raw) == 0 {
 		return nil, allow("moat: the request carries no object; not checked")
 	}
-	w, err := workload.FromKubernetesJSON(req.Object.Raw)
+	var w *workload.Workload
+	var err error
+	if req.Kind.Kind != "" && req.Kind.Version != "" {
+		av := req.Kind.Version
+		if req.Kind.Group != "" {
+			av = req.Kind.Group + "/" + av
+		}
+		w, err = workload.FromKubernetes(av, req.Kind.Kind, req.Object.Raw)
+	} else {
+		w, err = workload.FromKubernetesJSON(req.Object.Raw)
+	}
 	var uk *workload.UnsupportedKindError
 	if errors.As(err, &uk) {
 		return nil, allow(fmt.Sprintf("moat: %s is not a workload moat checks; allowed without a policy check", uk.Kind))

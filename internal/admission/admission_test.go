@@ -58,7 +58,14 @@ func newServer(t testing.TB, src string) *admission.Server {
 }
 
 func review(uid, op, ns string, obj string) []byte {
-	return []byte(fmt.Sprintf(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":%q,"kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"namespace":%q,"operation":%q,"userInfo":{"username":"u"},"object":%s}}`, uid, ns, op, obj))
+	// the request's kind is the object's, as the API server sends it
+	var tm struct{ APIVersion, Kind string }
+	json.Unmarshal([]byte(obj), &tm)
+	group, version, ok := strings.Cut(tm.APIVersion, "/")
+	if !ok {
+		group, version = "", tm.APIVersion
+	}
+	return []byte(fmt.Sprintf(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":%q,"kind":{"group":%q,"version":%q,"kind":%q},"resource":{"group":"","version":"v1","resource":"pods"},"namespace":%q,"operation":%q,"userInfo":{"username":"u"},"object":%s}}`, uid, group, version, tm.Kind, ns, op, obj))
 }
 
 func post(t testing.TB, h http.Handler, path string, body []byte) (int, *admissionv1.AdmissionReview, string) {

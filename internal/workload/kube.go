@@ -123,6 +123,13 @@ func FromKubernetesJSON(js []byte) (*Workload, error) {
 	if err := json.Unmarshal(js, &tm); err != nil {
 		return nil, fmt.Errorf("not a Kubernetes object: %v", err)
 	}
+	return FromKubernetes(tm.APIVersion, tm.Kind, js)
+}
+
+// FromKubernetes decodes one Kubernetes object given as JSON whose
+// apiVersion and kind are already known (an admission request says them).
+func FromKubernetes(apiVersion, kind string, js []byte) (*Workload, error) {
+	tm := metav1.TypeMeta{APIVersion: apiVersion, Kind: kind}
 	group := tm.APIVersion
 	if i := strings.IndexByte(group, '/'); i >= 0 {
 		group = group[:i]
