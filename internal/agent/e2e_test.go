@@ -59,7 +59,7 @@ func osvData(t testing.TB) string {
 
 // appSource is the test image's entrypoint: a static Go program linked
 // with golang.org/x/text v0.3.7 (vulnerable to CVE-2022-32149) that sleeps,
-// or burns CPU with "burn", and exits on SIGTERM.
+// or burns CPU with "burn", and exits on SIGTERM (at once with "exit").
 const appSource = `package main
 
 import (
@@ -74,6 +74,9 @@ import (
 
 func main() {
 	fmt.Println(language.Make("en-US"))
+	if len(os.Args) > 1 && os.Args[1] == "exit" {
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == "burn" {
 		for i := 0; i < runtime.NumCPU(); i++ {
 			go func() {
@@ -477,6 +480,26 @@ func TestAgentDockerEngine(t *testing.T) {
 	}
 	if !kinds[fleet.EventNoisyNeighbour+" "+burn] || !kinds[fleet.EventNonCompliantStart+" "+priv] || kinds[fleet.EventNonCompliantStart+" "+good] {
 		t.Errorf("events %v", kinds)
+	}
+
+	// Containers that come and go at once (created, started, exited and
+	// removed before or while the agent inspects them) leave no trace and
+	// no error.
+	var churn sync.WaitGroup
+	for i := 0; i < 6; i++ {
+		churn.Add(1)
+		go func() {
+			defer churn.Done()
+			exec.Command("docker", "run", "--rm", "--network", "none", "--label", label, tag, "exit").Run()
+		}()
+	}
+	churn.Wait()
+	eventually(t, "short-lived containers gone", 20*time.Second, func() (bool, string) {
+		m := running(t, reader)
+		return len(m) == 4, names(m)
+	})
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("errors while containers vanished:\n%s", logs.String())
 	}
 
 	// Stopping a container removes it from the running list.
