@@ -150,19 +150,58 @@ type AttestOptions struct {
 // subject is the image digest, signs it as a DSSE envelope and stores it
 // as a cosign attestation (sha256-<hex>.att tag) and an OCI 1.1 referrer.
 func (r *Remote) Attest(ctx context.Context, ref string, key crypto.Signer, o AttestOptions) (*SignResult, error) {
-	if o.PredicateType == "" {
-		return nil, errors.New("attest: no predicate type")
-	}
-	if !json.Valid(o.Predicate) || len(bytes.TrimSpace(o.Predicate)) == 0 || bytes.TrimSpace(o.Predicate)[0] != '{' {
-		return nil, errors.New("attest: the predicate must be a JSON object")
+	if err := checkPredicate(o); err != nil {
+		return nil, err
 	}
 	subj, err := r.Resolve(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
-	alg, hexd, _ := strings.Cut(subj.Ref.DigestStr(), ":")
+	art, err := NewAttestation(key, subj.Ref.Context().Name(), subj.Ref.DigestStr(), o)
+	if err != nil {
+		return nil, err
+	}
+	stored, err := r.attach(ctx, subj, attKind, art.Content, art.Annotations)
+	if err != nil {
+		return nil, err
+	}
+	return &SignResult{Image: subj.Ref.Context().Name(), Digest: subj.Ref.DigestStr(),
+		Fingerprint: Fingerprint(key.Public()), Stored: *stored}, nil
+}
+
+func checkPredicate(o AttestOptions) error {
+	if o.PredicateType == "" {
+		return errors.New("attest: no predicate type")
+	}
+	if !json.Valid(o.Predicate) || len(bytes.TrimSpace(o.Predicate)) == 0 || bytes.TrimSpace(o.Predicate)[0] != '{' {
+		return errors.New("attest: the predicate must be a JSON object")
+	}
+	return nil
+}
+
+// Artifact is one signature or attestation layer ready to store: its
+// content, media type and layer annotations, as cosign lays them out (in the
+// sha256-<hex>.sig/.att tag's manifest, or a referrer with ArtifactType).
+type Artifact struct {
+	Content      []byte
+	MediaType    string
+	ArtifactType string
+	Annotations  map[string]string
+}
+
+// NewAttestation builds the signed DSSE envelope of an in-toto Statement v1
+// for the image repo@dgst, without any registry I/O (for a server that
+// stores it in its own storage, e.g. scan-on-push with the registry key).
+func NewAttestation(key crypto.Signer, repo, dgst string, o AttestOptions) (*Artifact, error) {
+	if err := checkPredicate(o); err != nil {
+		return nil, err
+	}
+	if err := checkDigest(dgst); err != nil {
+		return nil, fmt.Errorf("attest: %w", err)
+	}
+	alg, hexd, _ := strings.Cut(dgst, ":")
 	st := Statement{Type: StatementV1, PredicateType: o.PredicateType, Predicate: o.Predicate,
-		Subject: []Subject1{{Name: subj.Ref.Context().Name(), Digest: map[string]string{alg: hexd}}}}
+		Subject: []Subject1{{Name: repo, Digest: map[string]string{alg: hexd}}}}
 	payload, err := json.Marshal(st)
 	if err != nil {
 		return nil, err
@@ -171,13 +210,8 @@ func (r *Remote) Attest(ctx context.Context, ref string, key crypto.Signer, o At
 	if err != nil {
 		return nil, fmt.Errorf("attest: %w", err)
 	}
-	stored, err := r.attach(ctx, subj, attKind, env,
-		map[string]string{SignatureAnnotation: "", PredicateTypeAnnotation: o.PredicateType})
-	if err != nil {
-		return nil, err
-	}
-	return &SignResult{Image: subj.Ref.Context().Name(), Digest: subj.Ref.DigestStr(),
-		Fingerprint: Fingerprint(key.Public()), Stored: *stored}, nil
+	return &Artifact{Content: env, MediaType: DSSEMediaType, ArtifactType: AttestationArtifactType,
+		Annotations: map[string]string{SignatureAnnotation: "", PredicateTypeAnnotation: o.PredicateType}}, nil
 }
 
 // AttestationResult is one attestation found for an image.

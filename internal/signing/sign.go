@@ -50,7 +50,26 @@ func (r *Remote) Sign(ctx context.Context, ref string, key crypto.Signer, o Sign
 		}
 		ann[SignedAtAnnotation] = now().UTC().Format(time.RFC3339)
 	}
-	payload, err := NewPayload(subj.Ref.Context().Name(), subj.Ref.DigestStr(), ann).Marshal()
+	art, err := NewSignature(key, subj.Ref.Context().Name(), subj.Ref.DigestStr(), ann)
+	if err != nil {
+		return nil, err
+	}
+	st, err := r.attach(ctx, subj, sigKind, art.Content, art.Annotations)
+	if err != nil {
+		return nil, err
+	}
+	return &SignResult{Image: subj.Ref.Context().Name(), Digest: subj.Ref.DigestStr(),
+		Fingerprint: Fingerprint(key.Public()), Stored: *st}, nil
+}
+
+// NewSignature builds the cosign signature of the image repo@dgst (the
+// simple signing payload with the given annotations, signed with key),
+// without any registry I/O.
+func NewSignature(key crypto.Signer, repo, dgst string, annotations map[string]string) (*Artifact, error) {
+	if err := checkDigest(dgst); err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	payload, err := NewPayload(repo, dgst, annotations).Marshal()
 	if err != nil {
 		return nil, err
 	}
@@ -58,13 +77,8 @@ func (r *Remote) Sign(ctx context.Context, ref string, key crypto.Signer, o Sign
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}
-	st, err := r.attach(ctx, subj, sigKind, payload,
-		map[string]string{SignatureAnnotation: base64.StdEncoding.EncodeToString(sig)})
-	if err != nil {
-		return nil, err
-	}
-	return &SignResult{Image: subj.Ref.Context().Name(), Digest: subj.Ref.DigestStr(),
-		Fingerprint: Fingerprint(key.Public()), Stored: *st}, nil
+	return &Artifact{Content: payload, MediaType: SimpleSigningMediaType, ArtifactType: SignatureArtifactType,
+		Annotations: map[string]string{SignatureAnnotation: base64.StdEncoding.EncodeToString(sig)}}, nil
 }
 
 // SignatureResult is one signature found for an image and what checking it
