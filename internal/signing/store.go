@@ -44,6 +44,9 @@ type Stored struct {
 // attach stores one layer for subj both ways: appended to the cosign tag's
 // manifest and as its own referrer manifest with subject = subj.
 func (r *Remote) attach(ctx context.Context, subj *Subject, k kind, content []byte, ann map[string]string) (*Stored, error) {
+	if r.NoTag && r.NoReferrers {
+		return nil, errors.New("nowhere to store: both the cosign tag and the referrers API are turned off")
+	}
 	opts := r.options(ctx)
 	out := &Stored{}
 	layer := static.NewLayer(content, types.MediaType(k.mediaType))
@@ -229,6 +232,9 @@ func (s *remoteSource) Blob(ctx context.Context, digest string, max int64) ([]by
 // deduplicated, at most MaxSignatures, and downloads their content (at
 // most k.maxSize bytes each, digest checked).
 func collect(ctx context.Context, src Source, dgst string, noTag, noReferrers bool, k kind) ([]*candidate, error) {
+	if noTag && noReferrers {
+		return nil, errors.New("nowhere to look: both the cosign tag and the referrers API are turned off")
+	}
 	var (
 		mu    sync.Mutex
 		cands []*candidate
