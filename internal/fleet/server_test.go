@@ -2,9 +2,11 @@ package fleet_test
 
 import (
 	"context"
+	"database/sql"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -342,5 +344,33 @@ func TestSBOMSource(t *testing.T) {
 	do(t, a, "POST", "images/missing", fleet.MissingRequest{Images: []string{imgApp}}, &miss)
 	if len(miss.Missing) != 0 || len(asked) != 0 {
 		t.Errorf("a stored SBOM was asked for again: missing %v, asked %v", miss.Missing, asked)
+	}
+}
+
+// TestIDsBackfill opens a database written before the identifier index
+// existed: the index is built from the stored findings.
+func TestIDsBackfill(t *testing.T) {
+	db := goDB(t)
+	e := newEnv(t, match.Matcher{DB: db})
+	a := e.robot(t, "robot$a")
+	do(t, a, "POST", "report", fleet.Report{Host: fleet.Host{Name: "h"}, Full: true, Containers: []fleet.Container{compliant("c1", "web", imgApp)}}, nil)
+	do(t, a, "PUT", "sboms/"+imgApp, textSBOM(t, "v0.3.7"), nil)
+	e.close()
+	raw, err := sql.Open("sqlite", "file:"+filepath.Join(e.dir, "fleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`DROP TABLE fleet_finding_ids`, `UPDATE fleet_schema SET version = 7`} {
+		if _, err := raw.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw.Close()
+	e.open(t, match.Matcher{DB: db})
+	a.Server = e.ts.URL
+	var ex fleet.Exposure
+	do(t, a, "GET", "exposure/ghsa-69ch-w2m2-3vjp", nil, &ex)
+	if len(ex.Containers) != 1 {
+		t.Fatalf("after the migration: %+v", ex)
 	}
 }

@@ -89,7 +89,21 @@ var migrations = []string{
 		message TEXT NOT NULL,
 		detail TEXT NOT NULL
 	)`,
+	// Every identifier (ID, alias, record ID; upper case) of each finding,
+	// for exposure lookups by any of them.
+	`CREATE TABLE IF NOT EXISTS fleet_finding_ids (
+		id TEXT NOT NULL,
+		image_key TEXT NOT NULL,
+		vuln_id TEXT NOT NULL,
+		pkg_ref TEXT NOT NULL,
+		PRIMARY KEY (id, image_key, vuln_id, pkg_ref)
+	)`,
+	`CREATE INDEX IF NOT EXISTS fleet_finding_ids_finding ON fleet_finding_ids (image_key, vuln_id, pkg_ref)`,
 }
+
+// idsMigration is the schema version that created fleet_finding_ids;
+// findings stored by an older schema are indexed when it is reached.
+const idsMigration = 8
 
 // Open migrates db (creating the fleet_* tables) and returns a Store on it.
 func Open(ctx context.Context, db *sql.DB) (*Store, error) {
@@ -113,7 +127,35 @@ func Open(ctx context.Context, db *sql.DB) (*Store, error) {
 			return nil, err
 		}
 	}
-	return &Store{db: db}, nil
+	st := &Store{db: db}
+	if v < idsMigration && len(migrations) >= idsMigration {
+		if err := st.tx(ctx, func(tx *sql.Tx) error {
+			rows, err := tx.QueryContext(ctx, `SELECT image_key, vuln_id, pkg_ref, ids FROM fleet_findings`)
+			if err != nil {
+				return err
+			}
+			type row struct{ key, v, p, ids string }
+			var all []row
+			for rows.Next() {
+				var r row
+				if err := rows.Scan(&r.key, &r.v, &r.p, &r.ids); err != nil {
+					rows.Close()
+					return err
+				}
+				all = append(all, r)
+			}
+			rows.Close()
+			for _, r := range all {
+				if err := insertIDs(ctx, tx, r.key, r.v, r.p, r.ids); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
+		}); err != nil {
+			return nil, fmt.Errorf("indexing finding identifiers: %w", err)
+		}
+	}
+	return st, nil
 }
 
 // OpenSQLite opens (creating) a SQLite database file for the fleet.
@@ -383,18 +425,18 @@ func (s *Store) putSBOM(ctx context.Context, key, name string, raw []byte, packa
 // replaceFindings writes only the difference between an image's stored
 // findings and fs; it returns the findings that are new.
 func replaceFindings(ctx context.Context, tx *sql.Tx, key string, fs []storedFinding, now time.Time) ([]storedFinding, error) {
-	old := map[string]bool{}
-	rows, err := tx.QueryContext(ctx, `SELECT vuln_id, pkg_ref FROM fleet_findings WHERE image_key = ?`, key)
+	old := map[string]string{} // finding key -> ids
+	rows, err := tx.QueryContext(ctx, `SELECT vuln_id, pkg_ref, ids FROM fleet_findings WHERE image_key = ?`, key)
 	if err != nil {
 		return nil, err
 	}
 	for rows.Next() {
-		var v, p string
-		if err := rows.Scan(&v, &p); err != nil {
+		var v, p, ids string
+		if err := rows.Scan(&v, &p, &ids); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		old[v+"\x00"+p] = true
+		old[v+"\x00"+p] = ids
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -408,15 +450,26 @@ func replaceFindings(ctx context.Context, tx *sql.Tx, key string, fs []storedFin
 			continue
 		}
 		keep[k] = true
-		if old[k] {
+		if oldIDs, ok := old[k]; ok {
 			if _, err := tx.ExecContext(ctx, `UPDATE fleet_findings SET ids = ?, severity = ?, detail = ? WHERE image_key = ? AND vuln_id = ? AND pkg_ref = ? AND (ids <> ? OR severity <> ? OR detail <> ?)`,
 				f.IDs, f.Severity, mustJSON(f.Detail), key, f.VulnID, f.PkgRef, f.IDs, f.Severity, mustJSON(f.Detail)); err != nil {
 				return nil, err
+			}
+			if oldIDs != f.IDs {
+				if err := deleteIDs(ctx, tx, key, f.VulnID, f.PkgRef); err != nil {
+					return nil, err
+				}
+				if err := insertIDs(ctx, tx, key, f.VulnID, f.PkgRef, f.IDs); err != nil {
+					return nil, err
+				}
 			}
 			continue
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO fleet_findings (image_key, vuln_id, pkg_ref, ids, severity, detail, first_seen) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 			key, f.VulnID, f.PkgRef, f.IDs, f.Severity, mustJSON(f.Detail), ms(now)); err != nil {
+			return nil, err
+		}
+		if err := insertIDs(ctx, tx, key, f.VulnID, f.PkgRef, f.IDs); err != nil {
 			return nil, err
 		}
 		added = append(added, f)
@@ -427,9 +480,33 @@ func replaceFindings(ctx context.Context, tx *sql.Tx, key string, fs []storedFin
 			if _, err := tx.ExecContext(ctx, `DELETE FROM fleet_findings WHERE image_key = ? AND vuln_id = ? AND pkg_ref = ?`, key, v, p); err != nil {
 				return nil, err
 			}
+			if err := deleteIDs(ctx, tx, key, v, p); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return added, nil
+}
+
+// insertIDs indexes the identifiers of one finding (ids is the
+// space-separated, space-framed list).
+func insertIDs(ctx context.Context, tx *sql.Tx, key, vuln, pkg, ids string) error {
+	seen := map[string]bool{}
+	for _, id := range strings.Fields(ids) {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		if _, err := tx.ExecContext(ctx, `INSERT INTO fleet_finding_ids (id, image_key, vuln_id, pkg_ref) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`, id, key, vuln, pkg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func deleteIDs(ctx context.Context, tx *sql.Tx, key, vuln, pkg string) error {
+	_, err := tx.ExecContext(ctx, `DELETE FROM fleet_finding_ids WHERE image_key = ? AND vuln_id = ? AND pkg_ref = ?`, key, vuln, pkg)
+	return err
 }
 
 // sbomKeys lists the image keys with a stored SBOM.
@@ -611,9 +688,11 @@ func (s *Store) severityCounts(ctx context.Context) (map[string]map[string]int, 
 func (s *Store) exposure(ctx context.Context, id string) ([]ExposedContainer, error) {
 	id = strings.ToUpper(strings.TrimSpace(id))
 	rows, err := s.db.QueryContext(ctx, `SELECT c.host, c.id, c.name, c.image, c.image_key, f.detail
-		FROM fleet_findings f JOIN fleet_containers c ON c.image_key = f.image_key
-		WHERE c.running = 1 AND f.ids LIKE ? ESCAPE '\'
-		ORDER BY c.host, c.name, c.id, f.vuln_id, f.pkg_ref`, "% "+likeEscape(id)+" %")
+		FROM fleet_finding_ids x
+		JOIN fleet_findings f ON f.image_key = x.image_key AND f.vuln_id = x.vuln_id AND f.pkg_ref = x.pkg_ref
+		JOIN fleet_containers c ON c.image_key = x.image_key
+		WHERE x.id = ? AND c.running = 1
+		ORDER BY c.host, c.name, c.id, f.vuln_id, f.pkg_ref`, id)
 	if err != nil {
 		return nil, err
 	}
@@ -632,10 +711,6 @@ func (s *Store) exposure(ctx context.Context, id string) ([]ExposedContainer, er
 		out = append(out, e)
 	}
 	return out, rows.Err()
-}
-
-func likeEscape(s string) string {
-	return strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(s)
 }
 
 // events lists events with an ID above after, oldest first.
