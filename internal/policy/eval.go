@@ -174,6 +174,10 @@ func (p *Policy) Evaluate(ctx context.Context, w *workload.Workload, opts Option
 		}
 		for i := range w.Containers {
 			c := &w.Containers[i]
+			if c.Image == "" && (r.Family == "images" || r.Family == "vulnerabilities" || r.Family == "signatures") {
+				res.Notes = append(res.Notes, fmt.Sprintf("rule %s skipped for %s container %q: it names no image (built locally); check the built image instead", r.Name, w.ObjectName(), c.Name))
+				continue
+			}
 			switch r.Family {
 			case "images":
 				for _, f := range r.images.refChecks(c) {

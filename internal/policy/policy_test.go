@@ -386,3 +386,12 @@ func TestDocsExample(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestComposeBuildOnlyService(t *testing.T) {
+	p := mustLoad(t, "apiVersion: moat.dev/v1\nkind: Policy\nspec:\n  rules:\n    - name: reg\n      images: {allowedRegistries: [r.example]}\n")
+	w := &workload.Workload{Kind: "ComposeService", Name: "app", Project: "p", Runtime: true, Containers: []workload.Container{{Name: "app", Type: "service"}}}
+	res := p.Evaluate(context.Background(), w, policy.Options{})
+	if len(res.Violations) != 0 || len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "names no image") {
+		t.Fatalf("%+v", res)
+	}
+}
