@@ -201,6 +201,28 @@ func TestKubernetesEndToEnd(t *testing.T) {
 			t.Fatalf("namespace %s: %d %s", ns, code, body)
 		}
 	}
+	// the shipped manifests are valid for this API server (server-side dry
+	// run; the namespace is created for real)
+	for _, m := range []struct{ file, path string }{
+		{"namespace.yaml", "/api/v1/namespaces"},
+		{"policy-configmap.yaml", "/api/v1/namespaces/moat-system/configmaps?dryRun=All"},
+		{"deployment.yaml", "/apis/apps/v1/namespaces/moat-system/deployments?dryRun=All"},
+		{"service.yaml", "/api/v1/namespaces/moat-system/services?dryRun=All"},
+		{"mutating-webhook.yaml", "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations?dryRun=All"},
+	} {
+		raw, err := os.ReadFile("../../deploy/kubernetes/" + m.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var obj map[string]any
+		if err := sigsyaml.Unmarshal(raw, &obj); err != nil {
+			t.Fatalf("%s: %v", m.file, err)
+		}
+		if code, body := k.do("POST", m.path, obj); code != 201 {
+			t.Errorf("deploy/kubernetes/%s: %d %s", m.file, code, body)
+		}
+	}
+
 	// moat's webhook over HTTPS on 127.0.0.1
 	cert, caPEM := webhookCert(t)
 	s := newServer(t, testPolicy)
