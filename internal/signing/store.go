@@ -179,7 +179,7 @@ func (s *remoteSource) Manifest(ctx context.Context, ref string) ([]byte, error)
 	if strings.Contains(ref, ":") {
 		nr = s.repo.Digest(ref)
 	}
-	d, err := remote.Get(nr, append(s.opts, remote.WithContext(ctx))...)
+	d, err := remote.Get(nr, s.with(ctx)...)
 	if err != nil {
 		if isNotFound(err) {
 			return nil, ErrNotFound
@@ -193,7 +193,7 @@ func (s *remoteSource) Manifest(ctx context.Context, ref string) ([]byte, error)
 }
 
 func (s *remoteSource) Referrers(ctx context.Context, digest string) ([]v1.Descriptor, error) {
-	idx, err := remote.Referrers(s.repo.Digest(digest), append(s.opts, remote.WithContext(ctx))...)
+	idx, err := remote.Referrers(s.repo.Digest(digest), s.with(ctx)...)
 	if err != nil {
 		if isNotFound(err) {
 			return nil, nil
@@ -208,7 +208,7 @@ func (s *remoteSource) Referrers(ctx context.Context, digest string) ([]v1.Descr
 }
 
 func (s *remoteSource) Blob(ctx context.Context, digest string, max int64) ([]byte, error) {
-	l, err := remote.Layer(s.repo.Digest(digest), append(s.opts, remote.WithContext(ctx))...)
+	l, err := remote.Layer(s.repo.Digest(digest), s.with(ctx)...)
 	if err != nil {
 		return nil, err
 	}
@@ -351,4 +351,11 @@ func collect(ctx context.Context, src Source, dgst string, noTag, noReferrers bo
 	_ = dg.Wait()
 	sort.SliceStable(cands, func(i, j int) bool { return cands[i].sources[0] < cands[j].sources[0] })
 	return cands, nil
+}
+
+// with returns the options for one call: a fresh slice, so that concurrent
+// calls never append into a shared backing array.
+func (s *remoteSource) with(ctx context.Context) []remote.Option {
+	out := make([]remote.Option, 0, len(s.opts)+1)
+	return append(append(out, s.opts...), remote.WithContext(ctx))
 }
