@@ -14,9 +14,12 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,7 +27,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/moat-dev/moat/internal/imagetest"
+	"github.com/moat-dev/moat/internal/policy/imagefacts"
 )
 
 // toolPath finds a peer binary in $MOAT_TEST_TOOLS (default
@@ -226,6 +235,7 @@ func TestKubernetesEndToEnd(t *testing.T) {
 	// moat's webhook over HTTPS on 127.0.0.1
 	cert, caPEM := webhookCert(t)
 	s := newServer(t, testPolicy)
+	s.Resolver = &imagefacts.Provider{}
 	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	if err != nil {
 		t.Fatal(err)
@@ -301,5 +311,55 @@ func TestKubernetesEndToEnd(t *testing.T) {
 	t.Logf("warned Pod:\n%s", out)
 	if !ok || (strings.Contains(out, "Warning") && !strings.Contains(out, "moat: limits: container c: has no memory limit")) {
 		t.Errorf("warned Pod: admitted=%v\n%s", ok, out)
+	}
+
+	// the mutating webhook pins a tag to the digest the registry holds
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	ref := strings.TrimPrefix(reg.URL, "http://") + "/team/app:1"
+	img := imagetest.Image(t, imagetest.Step{Layer: imagetest.Layer(t, imagetest.Text("etc/app", "1"))})
+	nr, _ := name.ParseReference(ref)
+	if err := remote.Write(nr, img); err != nil {
+		t.Fatal(err)
+	}
+	digest, _ := img.Digest()
+	raw, err = os.ReadFile("../../deploy/kubernetes/mutating-webhook.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mcfg map[string]any
+	if err := sigsyaml.Unmarshal(raw, &mcfg); err != nil {
+		t.Fatal(err)
+	}
+	mwh := mcfg["webhooks"].([]any)[0].(map[string]any)
+	mwh["clientConfig"] = map[string]any{"url": fmt.Sprintf("https://127.0.0.1:%d/mutate", port), "caBundle": base64.StdEncoding.EncodeToString(caPEM)}
+	delete(mcfg["metadata"].(map[string]any), "annotations")
+	if code, body := k.do("POST", "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations", mcfg); code != 201 {
+		t.Fatalf("mutating webhook configuration: %d %s", code, body)
+	}
+	t.Cleanup(func() {
+		k.do("DELETE", "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/moat-pin", nil)
+	})
+	want := ref + "@" + digest.String()
+	deadline = time.Now().Add(30 * time.Second)
+	for i := 0; ; i++ {
+		pod := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"pinned-` + fmt.Sprint(i) + `","namespace":"apps","labels":{"team":"web"}},"spec":{"containers":[{"name":"c","image":"` + ref + `","resources":{"limits":{"memory":"64Mi"}}}]}}`
+		var obj map[string]any
+		json.Unmarshal([]byte(pod), &obj)
+		code, body := k.do("POST", "/api/v1/namespaces/apps/pods", obj)
+		if code != 201 {
+			t.Fatalf("pinned pod: %d %s", code, body)
+		}
+		var created struct {
+			Spec struct{ Containers []struct{ Image string } }
+		}
+		json.Unmarshal([]byte(body), &created)
+		if created.Spec.Containers[0].Image == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("image not pinned: %s, want %s", created.Spec.Containers[0].Image, want)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
