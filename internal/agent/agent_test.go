@@ -4,8 +4,10 @@ import (
 	"context"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -75,19 +77,64 @@ func TestEngineErrors(t *testing.T) {
 		t.Errorf("dead socket: %s", msg)
 	}
 
-	if os.Geteuid() == 0 {
-		t.Log("running as root: a permission-denied socket cannot be produced here")
-		return
+	// Permission denied: a socket only its owner may use, tried by another
+	// user (as root, this test re-runs itself as nobody for that part).
+	open, err := os.MkdirTemp("", "moat-denied-")
+	if err != nil {
+		t.Fatal(err)
 	}
-	ln2, err := net.Listen("unix", filepath.Join(dir, "closed.sock"))
+	defer os.RemoveAll(open)
+	if err := os.Chmod(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	closed := filepath.Join(open, "closed.sock")
+	ln2, err := net.Listen("unix", closed)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln2.Close()
-	os.Chmod(filepath.Join(dir, "closed.sock"), 0)
-	a = newTestAgent(t, Config{DockerHost: filepath.Join(dir, "closed.sock")})
-	_, err = a.cli.Info(context.Background())
-	if msg := a.describeEngineError(err); !strings.Contains(msg, "permission denied") || !strings.Contains(msg, "docker") {
+	if err := os.Chmod(closed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() != 0 {
+		if err := os.Chmod(closed, 0); err != nil {
+			t.Fatal(err)
+		}
+		checkDenied(t, closed)
+		return
+	}
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(open, "agent.test")
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run", "^TestDeniedSocketHelper$", "-test.v")
+	cmd.Dir = open
+	cmd.Env = append(os.Environ(), "MOAT_DENIED_SOCKET="+closed, "HOME=/")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestDeniedSocketHelper") {
+		t.Errorf("permission-denied check as nobody: %v\n%s", err, out)
+	}
+}
+
+// TestDeniedSocketHelper is TestEngineErrors' permission-denied part, run
+// as an unprivileged user.
+func TestDeniedSocketHelper(t *testing.T) {
+	p := os.Getenv("MOAT_DENIED_SOCKET")
+	if p == "" {
+		t.Skip("run by TestEngineErrors")
+	}
+	checkDenied(t, p)
+}
+
+func checkDenied(t *testing.T, sock string) {
+	a := newTestAgent(t, Config{DockerHost: sock})
+	_, err := a.cli.Info(context.Background())
+	if msg := a.describeEngineError(err); !strings.Contains(msg, "permission denied on the Docker engine socket "+sock) || !strings.Contains(msg, "docker") {
 		t.Errorf("permission denied: %s", msg)
 	}
 }
