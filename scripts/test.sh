@@ -35,10 +35,13 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || { echo "test.sh: dockerd did not start:"; tail -20 /tmp/moat-dockerd.log; exit 1; }
 fi
 
-# 3. Peer tools from the Go module proxy, built once into the cache folder.
-if [ -x scripts/build-tools.sh ]; then
-  scripts/build-tools.sh
-fi
+# 3. Peer tools from the Go module proxy (and etcd from Debian), built once
+#    into the cache folder: crane, the reference registry, versitygw, the OCI
+#    conformance suite, kube-apiserver + etcd, cosign, syft.
+scripts/build-tools.sh
+scripts/peers/kube.sh
+scripts/peers/cosign.sh
+scripts/peers/syft.sh
 
 # 4. Vet and test.
 pkgs=("$@")
