@@ -9,13 +9,18 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/moat-dev/moat/internal/fleet"
+	"github.com/moat-dev/moat/internal/match"
+	"github.com/moat-dev/moat/internal/policy"
 	"github.com/moat-dev/moat/internal/registry"
 	"github.com/moat-dev/moat/internal/storage"
+	"github.com/moat-dev/moat/internal/vulndb"
 )
 
 func newServeCmd() *cobra.Command {
@@ -26,6 +31,7 @@ func newServeCmd() *cobra.Command {
 		dev, anonymous, strict    bool
 		maxBlob                   int64
 		shutdownTimeout, tokenTTL time.Duration
+		dbDir, policyFile         string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -87,11 +93,16 @@ AWS_SECRET_ACCESS_KEY.`,
 			if inst.GeneratedPassword != "" {
 				fmt.Fprintf(out, "moat: created administrator \"admin\" with password %s (shown once; set MOAT_ADMIN_PASSWORD to choose it)\n", inst.GeneratedPassword)
 			}
+			fl, closeFleet, err := openFleet(cmd.Context(), dataDir, dbDir, policyFile, inst, log)
+			if err != nil {
+				return err
+			}
+			defer closeFleet()
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return err
 			}
-			srv := &http.Server{Handler: inst, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+			srv := &http.Server{Handler: fleet.Handler(fl, inst), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 			scheme := "https"
 			if tlsCert == "" {
 				scheme = "http"
@@ -141,5 +152,41 @@ AWS_SECRET_ACCESS_KEY.`,
 	f.Int64Var(&maxBlob, "max-blob-size", 64<<30, "largest blob accepted, in bytes")
 	f.DurationVar(&shutdownTimeout, "shutdown-timeout", 5*time.Minute, "how long SIGTERM waits for requests in flight (uploads) to finish")
 	f.DurationVar(&tokenTTL, "token-ttl", 5*time.Minute, "lifetime of issued registry tokens")
+	f.StringVar(&dbDir, "db-dir", "", "vulnerability database directory (default $MOAT_DB_DIR, else ~/.cache/moat)")
+	f.StringVar(&policyFile, "policy", "", "policy whose runtime rules judge the containers agents report (default: built-in least privilege)")
 	return cmd
+}
+
+// openFleet opens the fleet view (agents' hosts, containers, findings on
+// running containers, /metrics) beside the registry. Without a vulnerability
+// database it stores SBOMs and matches once one exists.
+func openFleet(ctx context.Context, dataDir, dbDir, policyFile string, inst *registry.Instance, log *slog.Logger) (*fleet.Server, func(), error) {
+	fst, err := fleet.OpenSQLite(ctx, filepath.Join(dataDir, "fleet.db"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("fleet store: %w", err)
+	}
+	closers := []func(){func() { fst.Close() }}
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	o := fleet.Options{Log: log}
+	if dir, err := vulndb.ResolveDir(dbDir); err == nil {
+		if db, err := vulndb.Open(dir); err == nil {
+			closers = append(closers, func() { db.Close() })
+			o.Matcher = match.Matcher{DB: db}
+		} else {
+			log.Warn("no vulnerability database: findings on running containers wait for `moat db update`", "dir", dir, "error", err.Error())
+		}
+	}
+	if policyFile != "" {
+		p, err := policy.Load(policyFile)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		o.Checker = fleet.NewPolicyChecker(p)
+	}
+	return fleet.NewServer(fst, fleet.AccountAuth(inst.Auth), o), closeAll, nil
 }
