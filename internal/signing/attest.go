@@ -283,7 +283,15 @@ func checkAttestation(c *candidate, digest string, keys []PublicKey) Attestation
 		ar.Error = c.err.Error()
 		return ar
 	}
-	env, payload, err := ParseEnvelope(c.content)
+	content := c.content
+	if isBundleType(string(c.layer.MediaType)) {
+		var err error
+		if content, err = ParseBundle(content); err != nil {
+			ar.Error = "invalid: " + err.Error()
+			return ar
+		}
+	}
+	env, payload, err := ParseEnvelope(content)
 	if err != nil {
 		ar.Error = "invalid: " + err.Error()
 		return ar

@@ -191,6 +191,38 @@ func TestCosignInterop(t *testing.T) {
 				}
 			})
 
+			t.Run("moat verifies cosign Sigstore bundles", func(t *testing.T) {
+				ref, dig := pushRandom(t, reg, "proj/bundled")
+				pinned := ref + "@" + dig.String()
+				if out, err := cs.run(nil, "sign", "--key", filepath.Join(dir, "moat.key"), "--tlog-upload=false", "--allow-http-registry",
+					"--yes", "--new-bundle-format", pinned); err != nil {
+					t.Fatalf("cosign sign --new-bundle-format: %v\n%s", err, out)
+				}
+				_, keys, _ := loadPub(t, moatPub)
+				vr, err := reg.remote().Verify(ctx, ref+":v1", keys)
+				if err != nil || !strings.HasPrefix(vr.Signatures[0].Sources[0], "bundle referrer ") {
+					t.Fatalf("moat verify of a cosign bundle signature: %v %+v", err, vr)
+				}
+				_, otherKeys, _ := loadPub(t, filepath.Join(dir, "other.pub"))
+				if _, err := reg.remote().Verify(ctx, ref+":v1", otherKeys); !IsVerificationError(err) {
+					t.Fatalf("bundle signature verified with another key: %v", err)
+				}
+				pred := filepath.Join(dir, "bom.json")
+				os.WriteFile(pred, []byte(`{"bomFormat":"CycloneDX","specVersion":"1.6","version":1}`), 0o644)
+				if out, err := cs.run(nil, "attest", "--key", filepath.Join(dir, "moat.key"), "--predicate", pred, "--type", "cyclonedx",
+					"--tlog-upload=false", "--allow-http-registry", "--yes", "--new-bundle-format", pinned); err != nil {
+					t.Fatalf("cosign attest --new-bundle-format: %v\n%s", err, out)
+				}
+				ar, err := reg.remote().VerifyAttestations(ctx, ref+":v1", keys, PredicateCycloneDX)
+				if err != nil || len(ar.Attestations) != 1 || !strings.Contains(string(ar.Attestations[0].Predicate), "CycloneDX") {
+					t.Fatalf("moat verify-attestation of a cosign bundle: %v %+v", err, ar)
+				}
+				// The signature bundle is not mistaken for an attestation.
+				if all, err := reg.remote().VerifyAttestations(ctx, ref+":v1", keys, ""); err != nil || len(all.Attestations) != 1 {
+					t.Fatalf("attestations of any type: %v %+v", err, all)
+				}
+			})
+
 			t.Run("attestations both ways", func(t *testing.T) {
 				ref, dig := pushRandom(t, reg, "proj/attested")
 				bom := json.RawMessage(`{"bomFormat":"CycloneDX","specVersion":"1.6","version":1,"components":[{"type":"library","name":"left-pad","version":"1.3.0"}]}`)

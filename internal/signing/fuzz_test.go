@@ -82,3 +82,22 @@ func FuzzParseKeyPEM(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseBundle(f *testing.F) {
+	k, _ := GenerateKey("")
+	env, _ := SignEnvelope(k, InTotoPayloadType, []byte(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"digest":{"sha256":"`+hex64+`"}}],"predicateType":"https://sigstore.dev/cosign/sign/v1"}`))
+	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","verificationMaterial":{"publicKey":{"hint":"x"}},"dsseEnvelope":` + string(env) + `}`))
+	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","messageSignature":{"signature":"AA=="}}`))
+	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","dsseEnvelope":null}`))
+	f.Add([]byte(`{"mediaType":"text/plain"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		inner, err := ParseBundle(data)
+		if err != nil {
+			return
+		}
+		if len(inner) == 0 {
+			t.Fatal("empty envelope accepted")
+		}
+		_, _, _ = ParseEnvelope(inner)
+	})
+}

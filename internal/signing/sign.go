@@ -157,6 +157,9 @@ func VerifySignatures(ctx context.Context, src Source, image, dgst string, keys 
 }
 
 func checkSignature(c *candidate, digest string, keys []PublicKey) SignatureResult {
+	if isBundleType(string(c.layer.MediaType)) {
+		return checkBundleSignature(c, digest, keys)
+	}
 	sr := SignatureResult{Sources: c.sources, Layer: c.layer.Digest.String()}
 	if c.err != nil {
 		sr.Error = c.err.Error()

@@ -292,7 +292,11 @@ func collect(ctx context.Context, src Source, dgst string, noTag, noReferrers bo
 				if i >= MaxReferrers {
 					break
 				}
-				if d.ArtifactType == k.artifactType {
+				// Sigstore bundles (cosign --new-bundle-format, cosign v3)
+				// are told apart by their predicate type once read; the
+				// empty type is what a referrers tag fallback may list
+				// for them.
+				if d.ArtifactType == k.artifactType || isBundleType(d.ArtifactType) || d.ArtifactType == emptyMediaType {
 					want = append(want, d)
 				}
 			}
@@ -311,9 +315,16 @@ func collect(ctx context.Context, src Source, dgst string, noTag, noReferrers bo
 					if m.Subject == nil || m.Subject.Digest.String() != dgst {
 						return nil // listed but not about this image: ignore
 					}
+					bundleIsSig := m.Annotations[BundlePredicateTypeAnnotation] == CosignSignPredicateType
 					for _, l := range m.Layers {
-						if string(l.MediaType) == k.mediaType {
+						switch {
+						case string(l.MediaType) == k.mediaType:
 							add("referrer "+d.Digest.String(), l)
+						case isBundleType(string(l.MediaType)) && bundleIsSig == (k.suffix == sigKind.suffix):
+							if l.Annotations == nil && m.Annotations[BundlePredicateTypeAnnotation] != "" {
+								l.Annotations = map[string]string{PredicateTypeAnnotation: m.Annotations[BundlePredicateTypeAnnotation]}
+							}
+							add("bundle referrer "+d.Digest.String(), l)
 						}
 					}
 					return nil
