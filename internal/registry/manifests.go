@@ -177,6 +177,9 @@ func (s *Server) getManifest(w http.ResponseWriter, r *http.Request, rt route) {
 	if r.Method == http.MethodGet && !s.checkPullSignature(w, r, p, rt, repo, m) {
 		return
 	}
+	if r.Method == http.MethodGet && !s.checkImageGate(w, r, p, rt.name, m) {
+		return
+	}
 	h := w.Header()
 	h.Set("Content-Type", m.MediaType)
 	h.Set("Docker-Content-Digest", m.Digest)
@@ -314,6 +317,7 @@ func (s *Server) putManifest(w http.ResponseWriter, r *http.Request, rt route, i
 		internalError(w, err)
 		return
 	}
+	s.notifyPush(r, repo, rt.name, &m)
 	for _, t := range tags {
 		s.record(r, p, audit.ActionPush, rt.name, dg, t, "manifest")
 	}

@@ -46,6 +46,11 @@ type Config struct {
 	// that require signatures (see signature_gate.go; implemented by
 	// internal/signing/registrygate).
 	Signatures PullGate
+	// OnPush, when set, is told about every committed manifest push, and
+	// Gate, when set, may refuse pulls (see guard_hooks.go; implemented by
+	// internal/guard).
+	OnPush PushNotifier
+	Gate   ImageGate
 }
 
 // Server is the registry HTTP handler.
