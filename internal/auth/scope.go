@@ -19,15 +19,20 @@ const (
 	RoleReader = "reader"
 	RoleWriter = "writer"
 	RoleOwner  = "owner"
+	// RoleScanner pulls like a reader and, for robot accounts, is exempt
+	// from the vulnerability pull gate (scanners must read what is refused).
+	RoleScanner = "scanner"
 )
 
 // ValidRole reports whether r is a known project role.
-func ValidRole(r string) bool { return r == RoleReader || r == RoleWriter || r == RoleOwner }
+func ValidRole(r string) bool {
+	return r == RoleReader || r == RoleWriter || r == RoleOwner || r == RoleScanner
+}
 
 // RoleActions returns the repository actions a role grants.
 func RoleActions(role string) []string {
 	switch role {
-	case RoleReader:
+	case RoleReader, RoleScanner:
 		return []string{ActionPull}
 	case RoleWriter:
 		return []string{ActionPull, ActionPush}
