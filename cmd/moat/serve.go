@@ -19,6 +19,7 @@ import (
 	"github.com/moat-dev/moat/internal/match"
 	"github.com/moat-dev/moat/internal/policy"
 	"github.com/moat-dev/moat/internal/registry"
+	"github.com/moat-dev/moat/internal/signing/registrygate"
 	"github.com/moat-dev/moat/internal/storage"
 	"github.com/moat-dev/moat/internal/vulndb"
 )
@@ -32,6 +33,7 @@ func newServeCmd() *cobra.Command {
 		maxBlob                   int64
 		shutdownTimeout, tokenTTL time.Duration
 		dbDir, policyFile         string
+		trustedKeys               string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -90,6 +92,14 @@ AWS_SECRET_ACCESS_KEY.`,
 				return err
 			}
 			defer inst.Close()
+			if trustedKeys == "" {
+				trustedKeys = filepath.Join(dataDir, "trusted-keys")
+			}
+			gate, err := registrygate.FromDir(trustedKeys)
+			if err != nil {
+				return fmt.Errorf("--trusted-keys: %w", err)
+			}
+			inst.Signatures = gate
 			if inst.GeneratedPassword != "" {
 				fmt.Fprintf(out, "moat: created administrator \"admin\" with password %s (shown once; set MOAT_ADMIN_PASSWORD to choose it)\n", inst.GeneratedPassword)
 			}
@@ -153,6 +163,7 @@ AWS_SECRET_ACCESS_KEY.`,
 	f.DurationVar(&shutdownTimeout, "shutdown-timeout", 5*time.Minute, "how long SIGTERM waits for requests in flight (uploads) to finish")
 	f.DurationVar(&tokenTTL, "token-ttl", 5*time.Minute, "lifetime of issued registry tokens")
 	f.StringVar(&dbDir, "db-dir", "", "vulnerability database directory (default $MOAT_DB_DIR, else ~/.cache/moat)")
+	f.StringVar(&trustedKeys, "trusted-keys", "", "per-project trusted signing keys, DIR/PROJECT/*.pub: pulls from a project with keys need an image signed by one of them (default DATA-DIR/trusted-keys)")
 	f.StringVar(&policyFile, "policy", "", "policy whose runtime rules judge the containers agents report (default: built-in least privilege)")
 	return cmd
 }
