@@ -49,9 +49,13 @@ func TestMigrationsIdempotentAndDataSurvivesReopen(t *testing.T) {
 }
 
 func TestManifestsTagsReferrers(t *testing.T) {
-	ctx := context.Background()
 	s := open(t, filepath.Join(t.TempDir(), "m.db"))
 	defer s.Close()
+	testManifestsTagsReferrers(t, s)
+}
+
+func testManifestsTagsReferrers(t *testing.T, s *Store) {
+	ctx := context.Background()
 	if _, err := s.CreateProject(ctx, Project{Name: "p", QuotaBytes: 100}); err != nil {
 		t.Fatal(err)
 	}
@@ -128,9 +132,13 @@ func TestManifestsTagsReferrers(t *testing.T) {
 }
 
 func TestAccountsAndAudit(t *testing.T) {
-	ctx := context.Background()
 	s := open(t, filepath.Join(t.TempDir(), "m.db"))
 	defer s.Close()
+	testAccountsAndAudit(t, s)
+}
+
+func testAccountsAndAudit(t *testing.T, s *Store) {
+	ctx := context.Background()
 	s.CreateProject(ctx, Project{Name: "p"})
 	u, _ := s.CreateUser(ctx, "bob", "h", false)
 	if err := s.SetMember(ctx, "p", "bob", "writer"); err != nil {
