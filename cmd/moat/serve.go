@@ -27,6 +27,7 @@ import (
 func newServeCmd() *cobra.Command {
 	var (
 		addr, dataDir, storageURL string
+		database                  string
 		s3                        storage.S3Config
 		tlsCert, tlsKey           string
 		dev, anonymous, strict    bool
@@ -85,7 +86,7 @@ AWS_SECRET_ACCESS_KEY.`,
 				return registry.ErrPlainHTTP
 			}
 			inst, err := registry.Open(cmd.Context(), registry.Options{
-				DataDir: dataDir, Storage: storageURL, S3: s3, AllowAnonymous: anonymous, StrictManifests: strict,
+				DataDir: dataDir, Database: database, Storage: storageURL, S3: s3, AllowAnonymous: anonymous, StrictManifests: strict,
 				MaxBlobSize: maxBlob, TokenTTL: tokenTTL, AdminPassword: os.Getenv("MOAT_ADMIN_PASSWORD"), Log: log,
 			})
 			if err != nil {
@@ -148,6 +149,7 @@ AWS_SECRET_ACCESS_KEY.`,
 	f := cmd.Flags()
 	f.StringVar(&addr, "addr", "127.0.0.1:5000", "listen address")
 	f.StringVar(&dataDir, "data-dir", "./moat-data", "data directory (database, blobs, uploads, keys)")
+	f.StringVar(&database, "database", os.Getenv("MOAT_DATABASE"), "metadata database: empty for SQLite in the data directory, or a postgres:// URL [MOAT_DATABASE]")
 	f.StringVar(&storageURL, "storage", "", "blob storage: empty for the data directory, or s3://bucket/prefix")
 	f.StringVar(&s3.Endpoint, "s3-endpoint", "", "S3 endpoint (host:port or URL; http:// for plain HTTP) [AWS_ENDPOINT_URL]")
 	f.StringVar(&s3.Region, "s3-region", "", "S3 region [AWS_REGION]")

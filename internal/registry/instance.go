@@ -27,6 +27,9 @@ import (
 // Options configure a registry instance.
 type Options struct {
 	DataDir string
+	// Database is "" (SQLite in DataDir) or a PostgreSQL URL
+	// ("postgres://user:password@host/db").
+	Database string
 	// Storage is "" (blobs under DataDir) or "s3://bucket/prefix"; S3 holds
 	// the endpoint, region and credentials for the latter.
 	Storage        string
@@ -59,7 +62,16 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 	if err := os.MkdirAll(o.DataDir, 0o750); err != nil {
 		return nil, err
 	}
-	st, err := store.OpenSQLite(ctx, filepath.Join(o.DataDir, "moat.db"))
+	var st *store.Store
+	var err error
+	switch {
+	case o.Database == "" || o.Database == "sqlite":
+		st, err = store.OpenSQLite(ctx, filepath.Join(o.DataDir, "moat.db"))
+	case strings.HasPrefix(o.Database, "postgres://") || strings.HasPrefix(o.Database, "postgresql://"):
+		st, err = store.OpenPostgres(ctx, o.Database)
+	default:
+		err = fmt.Errorf("database %q: want empty (SQLite) or a postgres:// URL", o.Database)
+	}
 	if err != nil {
 		return nil, err
 	}

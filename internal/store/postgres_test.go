@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // "pgx" driver, tests only
 )
 
 // pgBin finds a PostgreSQL server installation (Debian: package

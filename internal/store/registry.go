@@ -58,23 +58,24 @@ func (s *Store) RepoByName(ctx context.Context, name string) (*Repo, error) {
 }
 
 // EnsureRepo returns a repository, creating it in an existing project.
+// Concurrent calls for the same name are safe on every dialect.
 func (s *Store) EnsureRepo(ctx context.Context, project, name string) (*Repo, error) {
 	if r, err := s.RepoByName(ctx, name); err == nil {
 		return r, nil
 	}
 	var r Repo
 	err := s.tx(ctx, func(t *txn) error {
-		if err := t.queryRow(`SELECT id, project_id, name FROM repositories WHERE name = ?`, name).Scan(&r.ID, &r.ProjectID, &r.Name); err == nil {
-			return nil
-		}
-		if err := t.queryRow(`SELECT id FROM projects WHERE name = ?`, project).Scan(&r.ProjectID); err != nil {
+		var pid int64
+		if err := t.queryRow(`SELECT id FROM projects WHERE name = ?`, project).Scan(&pid); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
 				return &MissingError{What: "project", Name: project}
 			}
 			return err
 		}
-		r.Name = name
-		return t.queryRow(`INSERT INTO repositories(project_id, name, created_at) VALUES (?,?,?) RETURNING id`, r.ProjectID, name, now()).Scan(&r.ID)
+		if _, err := t.exec(`INSERT INTO repositories(project_id, name, created_at) VALUES (?,?,?) ON CONFLICT(name) DO NOTHING`, pid, name, now()); err != nil {
+			return err
+		}
+		return t.queryRow(`SELECT id, project_id, name FROM repositories WHERE name = ?`, name).Scan(&r.ID, &r.ProjectID, &r.Name)
 	})
 	if err != nil {
 		return nil, err
