@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
 )
 
 // pgBin finds a PostgreSQL server installation (Debian: package
