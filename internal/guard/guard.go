@@ -1,0 +1,378 @@
+package guard
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/moat-dev/moat/internal/audit"
+	"github.com/moat-dev/moat/internal/auth"
+	"github.com/moat-dev/moat/internal/scan"
+	"github.com/moat-dev/moat/internal/storage"
+	"github.com/moat-dev/moat/internal/store"
+	"github.com/moat-dev/moat/internal/vulndb"
+)
+
+// Options configure a Guard.
+type Options struct {
+	Store *store.Store
+	Blobs storage.Driver
+	Auth  *auth.Service
+	Audit *audit.Recorder
+	// DataDir holds guard.db, the layer cache and scan temporary files.
+	DataDir string
+	// DBDir is the vulnerability database directory; without a database
+	// SBOMs are stored and findings wait (status "pending").
+	DBDir string
+	// Workers scan in parallel (default 1: scans must not starve pushes).
+	Workers int
+	// MaxAttempts bounds how often a failing scan is tried (default 3);
+	// RetryBase is the first backoff, doubled per attempt (default 10s).
+	MaxAttempts int
+	RetryBase   time.Duration
+	// RescanInterval re-matches every stored SBOM (0: only when the
+	// database changes); DBPoll is how often the database directory is
+	// checked for an update (default 30s).
+	RescanInterval time.Duration
+	DBPoll         time.Duration
+	// Webhooks receive events, signed with WebhookSecret.
+	Webhooks      []string
+	WebhookSecret string
+	// Version is the moat version written into SBOMs.
+	Version string
+	Log     *slog.Logger
+}
+
+// Guard scans, stores findings, gates pulls and sends events.
+type Guard struct {
+	o      Options
+	rw, ro *sql.DB
+	cache  *scan.DirCache
+	tmp    string
+
+	dbMu sync.RWMutex
+	db   *vulndb.DB
+	dbFP string
+
+	wake      chan struct{}
+	wakeHooks chan struct{}
+	rescanMu  sync.Mutex
+	stop      context.CancelFunc
+	wg        sync.WaitGroup
+	http      httpDoer
+}
+
+// Open opens guard's database in o.DataDir and the vulnerability database
+// when there is one. Call Start to run the workers.
+func Open(ctx context.Context, o Options) (*Guard, error) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Workers <= 0 {
+		o.Workers = 1
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 3
+	}
+	if o.RetryBase <= 0 {
+		o.RetryBase = 10 * time.Second
+	}
+	if o.DBPoll <= 0 {
+		o.DBPoll = 30 * time.Second
+	}
+	if err := os.MkdirAll(o.DataDir, 0o750); err != nil {
+		return nil, err
+	}
+	rw, ro, err := openDB(ctx, filepath.Join(o.DataDir, "guard.db"))
+	if err != nil {
+		return nil, err
+	}
+	g := &Guard{o: o, rw: rw, ro: ro, wake: make(chan struct{}, 1), wakeHooks: make(chan struct{}, 1), http: defaultHTTP()}
+	if g.cache, err = scan.NewDirCache(filepath.Join(o.DataDir, "layer-cache")); err != nil {
+		g.Close()
+		return nil, err
+	}
+	g.tmp = filepath.Join(o.DataDir, "scan-tmp")
+	os.RemoveAll(g.tmp) // scratch of scans a crash interrupted
+	if err := os.MkdirAll(g.tmp, 0o700); err != nil {
+		g.Close()
+		return nil, err
+	}
+	// A crash mid-scan leaves jobs "running": they run again.
+	if _, err := rw.ExecContext(ctx, `UPDATE jobs SET state = 'queued' WHERE state = 'running'`); err != nil {
+		g.Close()
+		return nil, err
+	}
+	if _, err := rw.ExecContext(ctx, `UPDATE images SET status = 'queued' WHERE status = 'scanning'`); err != nil {
+		g.Close()
+		return nil, err
+	}
+	g.reloadDB()
+	return g, nil
+}
+
+// Start runs the scan workers, the database watcher and rescan schedule,
+// and webhook delivery until Close.
+func (g *Guard) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	g.stop = cancel
+	for i := 0; i < g.o.Workers; i++ {
+		g.wg.Add(1)
+		go func() { defer g.wg.Done(); g.worker(ctx) }()
+	}
+	g.wg.Add(2)
+	go func() { defer g.wg.Done(); g.watch(ctx) }()
+	go func() { defer g.wg.Done(); g.deliverLoop(ctx) }()
+}
+
+// Close stops the workers (a scan in progress is abandoned and runs again
+// on the next start) and closes the databases.
+func (g *Guard) Close() error {
+	if g.stop != nil {
+		g.stop()
+		g.wg.Wait()
+	}
+	g.dbMu.Lock()
+	if g.db != nil {
+		g.db.Close()
+		g.db = nil
+	}
+	g.dbMu.Unlock()
+	if g.ro != nil {
+		g.ro.Close()
+	}
+	return g.rw.Close()
+}
+
+// dbFingerprint identifies the database files' state (names, sizes,
+// modification times): `moat db update` replaces files by rename.
+func dbFingerprint(dir string) string {
+	if dir == "" {
+		return ""
+	}
+	names, _ := filepath.Glob(filepath.Join(dir, "*.moatdb"))
+	sort.Strings(names)
+	var b strings.Builder
+	for _, n := range names {
+		if fi, err := os.Stat(n); err == nil {
+			fmt.Fprintf(&b, "%s:%d:%d;", filepath.Base(n), fi.Size(), fi.ModTime().UnixNano())
+		}
+	}
+	return b.String()
+}
+
+// reloadDB (re)opens the vulnerability database when its files changed;
+// it reports whether they did.
+func (g *Guard) reloadDB() bool {
+	fp := dbFingerprint(g.o.DBDir)
+	g.dbMu.RLock()
+	same := fp == g.dbFP
+	g.dbMu.RUnlock()
+	if same {
+		return false
+	}
+	var db *vulndb.DB
+	if fp != "" {
+		var err error
+		db, err = vulndb.Open(g.o.DBDir)
+		if err != nil {
+			g.o.Log.Warn("guard: vulnerability database unreadable; findings wait", "dir", g.o.DBDir, "error", err.Error())
+			db = nil
+		}
+	}
+	g.dbMu.Lock()
+	old := g.db
+	g.db, g.dbFP = db, fp
+	g.dbMu.Unlock()
+	if old != nil {
+		// Matches in flight hold the read lock; Close after swapping waits
+		// for none, so give them the old mapping until they finish.
+		go func() { g.dbMu.Lock(); old.Close(); g.dbMu.Unlock() }()
+	}
+	return true
+}
+
+// isImageManifest reports whether a stored manifest is a container image
+// (not an artifact such as a signature or SBOM, and not an index).
+func isImageManifest(m *store.Manifest) bool {
+	if m.Subject != "" {
+		return false
+	}
+	switch m.MediaType {
+	case "application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json":
+	default:
+		return false
+	}
+	return m.ArtifactType == "application/vnd.oci.image.config.v1+json" || m.ArtifactType == "application/vnd.docker.container.image.v1+json"
+}
+
+func isIndex(m *store.Manifest) bool {
+	return m.MediaType == "application/vnd.oci.image.index.v1+json" || m.MediaType == "application/vnd.docker.distribution.manifest.list.v2+json"
+}
+
+// ManifestPushed queues a scan of a pushed image; an index queues each of
+// its platform images. It implements registry.PushNotifier: it only writes
+// a queue row, the scan runs in the background.
+func (g *Guard) ManifestPushed(ctx context.Context, repo string, repoID int64, m *store.Manifest) {
+	var err error
+	switch {
+	case isImageManifest(m):
+		err = g.enqueue(ctx, repo, repoID, m.Digest, m.MediaType, "", "")
+	case isIndex(m) && m.Subject == "":
+		var idx struct {
+			Manifests []struct {
+				MediaType string `json:"mediaType"`
+				Digest    string `json:"digest"`
+				Platform  *struct {
+					OS           string `json:"os"`
+					Architecture string `json:"architecture"`
+					Variant      string `json:"variant"`
+				} `json:"platform"`
+			} `json:"manifests"`
+		}
+		if json.Unmarshal(m.Content, &idx) != nil {
+			return
+		}
+		for _, c := range idx.Manifests {
+			child, e := g.o.Store.GetManifest(ctx, repoID, c.Digest, false)
+			if e != nil {
+				continue // sparse index: nothing to scan
+			}
+			if !isImageManifest(child) {
+				continue
+			}
+			plat := ""
+			if c.Platform != nil {
+				plat = c.Platform.OS + "/" + c.Platform.Architecture
+				if c.Platform.Variant != "" {
+					plat += "/" + c.Platform.Variant
+				}
+			}
+			if e := g.enqueue(ctx, repo, repoID, c.Digest, child.MediaType, m.Digest, plat); e != nil {
+				err = e
+			}
+		}
+	default:
+		return
+	}
+	if err != nil {
+		g.o.Log.Error("guard: queueing a scan failed", "repository", repo, "digest", m.Digest, "error", err.Error())
+	}
+}
+
+// enqueue records the image (status queued) and its scan job, once per
+// repository and digest.
+func (g *Guard) enqueue(ctx context.Context, repo string, repoID int64, digest, mediaType, index, platform string) error {
+	now := nowMs()
+	tx, err := g.rw.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO images(repo, digest, project, media_type, index_digest, platform, status, pushed_at)
+		VALUES (?,?,?,?,?,?,'queued',?) ON CONFLICT(repo, digest) DO UPDATE SET
+		index_digest = CASE WHEN excluded.index_digest != '' THEN excluded.index_digest ELSE images.index_digest END,
+		platform = CASE WHEN excluded.platform != '' THEN excluded.platform ELSE images.platform END`,
+		repo, digest, auth.ProjectOf(repo), mediaType, index, platform, now); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO jobs(repo, repo_id, digest, state, next_at, created_at, updated_at)
+		VALUES (?,?,?,'queued',?,?,?) ON CONFLICT(repo, digest) DO NOTHING`, repo, repoID, digest, now, now, now); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+type job struct {
+	id       int64
+	repo     string
+	repoID   int64
+	digest   string
+	attempts int
+}
+
+// claim takes the next due job, marking it running.
+func (g *Guard) claim(ctx context.Context) (*job, error) {
+	var j job
+	err := g.rw.QueryRowContext(ctx, `UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = ?
+		WHERE id = (SELECT id FROM jobs WHERE state = 'queued' AND next_at <= ? ORDER BY next_at, id LIMIT 1)
+		RETURNING id, repo, repo_id, digest, attempts`, nowMs(), nowMs()).Scan(&j.id, &j.repo, &j.repoID, &j.digest, &j.attempts)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &j, nil
+}
+
+func (g *Guard) worker(ctx context.Context) {
+	for {
+		j, err := g.claim(ctx)
+		if err != nil && ctx.Err() == nil {
+			g.o.Log.Error("guard: claiming a job failed", "error", err.Error())
+		}
+		if j == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-g.wake:
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		g.run(ctx, j)
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// run scans one job's image and records the outcome: done, queued again
+// with backoff, or failed after MaxAttempts.
+func (g *Guard) run(ctx context.Context, j *job) {
+	g.rw.ExecContext(ctx, `UPDATE images SET status = 'scanning' WHERE repo = ? AND digest = ?`, j.repo, j.digest)
+	err := g.scanImage(ctx, j)
+	if ctx.Err() != nil {
+		// Shutting down: the job runs again on the next start.
+		bg := context.Background()
+		g.rw.ExecContext(bg, `UPDATE jobs SET state = 'queued', attempts = attempts - 1 WHERE id = ?`, j.id)
+		g.rw.ExecContext(bg, `UPDATE images SET status = 'queued' WHERE repo = ? AND digest = ? AND status = 'scanning'`, j.repo, j.digest)
+		return
+	}
+	now := nowMs()
+	if err == nil {
+		g.rw.ExecContext(ctx, `DELETE FROM jobs WHERE id = ?`, j.id)
+		return
+	}
+	msg := err.Error()
+	g.o.Log.Warn("guard: scan failed", "repository", j.repo, "digest", j.digest, "attempt", j.attempts, "error", msg)
+	if j.attempts >= g.o.MaxAttempts {
+		g.rw.ExecContext(ctx, `UPDATE jobs SET state = 'failed', error = ?, updated_at = ? WHERE id = ?`, msg, now, j.id)
+		g.rw.ExecContext(ctx, `UPDATE images SET status = 'failed', error = ? WHERE repo = ? AND digest = ?`, msg, j.repo, j.digest)
+		g.emit(ctx, "scan-failed", j.repo, j.digest, map[string]any{"error": msg, "attempts": j.attempts})
+		return
+	}
+	backoff := g.o.RetryBase << (j.attempts - 1)
+	g.rw.ExecContext(ctx, `UPDATE jobs SET state = 'queued', error = ?, next_at = ?, updated_at = ? WHERE id = ?`, msg, now+backoff.Milliseconds(), now, j.id)
+	g.rw.ExecContext(ctx, `UPDATE images SET status = 'queued', error = ? WHERE repo = ? AND digest = ?`, msg, j.repo, j.digest)
+}
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
