@@ -34,6 +34,9 @@ func newServeCmd() *cobra.Command {
 		maxBlob                   int64
 		shutdownTimeout, tokenTTL time.Duration
 		dbDir, policyFile         string
+		noScan                    bool
+		rescanInterval            time.Duration
+		webhooks                  []string
 		trustedKeys               string
 	)
 	cmd := &cobra.Command{
@@ -109,11 +112,20 @@ AWS_SECRET_ACCESS_KEY.`,
 				return err
 			}
 			defer closeFleet()
+			var handler http.Handler = fleet.Handler(fl, inst)
+			if !noScan {
+				gd, err := openGuard(cmd.Context(), dataDir, dbDir, rescanInterval, webhooks, inst, log)
+				if err != nil {
+					return err
+				}
+				defer gd.Close()
+				handler = gd.Handler(handler)
+			}
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return err
 			}
-			srv := &http.Server{Handler: fleet.Handler(fl, inst), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+			srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 			scheme := "https"
 			if tlsCert == "" {
 				scheme = "http"
@@ -164,6 +176,9 @@ AWS_SECRET_ACCESS_KEY.`,
 	f.Int64Var(&maxBlob, "max-blob-size", 64<<30, "largest blob accepted, in bytes")
 	f.DurationVar(&shutdownTimeout, "shutdown-timeout", 5*time.Minute, "how long SIGTERM waits for requests in flight (uploads) to finish")
 	f.DurationVar(&tokenTTL, "token-ttl", 5*time.Minute, "lifetime of issued registry tokens")
+	f.BoolVar(&noScan, "no-scan", false, "do not scan pushed images (no pull gate on vulnerabilities, no re-scan)")
+	f.DurationVar(&rescanInterval, "rescan-interval", 24*time.Hour, "re-match every stored SBOM this often (0: only after the database changes)")
+	f.StringArrayVar(&webhooks, "webhook", nil, "URL that receives events as JSON signed with MOAT_WEBHOOK_SECRET (repeatable)")
 	f.StringVar(&dbDir, "db-dir", "", "vulnerability database directory (default $MOAT_DB_DIR, else ~/.cache/moat)")
 	f.StringVar(&trustedKeys, "trusted-keys", "", "per-project trusted signing keys, DIR/PROJECT/*.pub: pulls from a project with keys need an image signed by one of them (default DATA-DIR/trusted-keys)")
 	f.StringVar(&policyFile, "policy", "", "policy whose runtime rules judge the containers agents report (default: built-in least privilege)")
