@@ -158,7 +158,7 @@ func (g *Guard) deliverDue(ctx context.Context) int {
 		case attempts >= maxDeliveryAttempts:
 			g.rw.ExecContext(ctx, `UPDATE deliveries SET state = 'failed', attempts = ?, status = ?, error = ?, updated_at = ? WHERE event_id = ? AND url = ?`, attempts, status, derr.Error(), now, it.e.ID, it.url)
 		default:
-			next := now + (2*time.Second<<(attempts-1)).Milliseconds()
+			next := now + (2 * time.Second << (attempts - 1)).Milliseconds()
 			g.rw.ExecContext(ctx, `UPDATE deliveries SET attempts = ?, status = ?, error = ?, next_at = ?, updated_at = ? WHERE event_id = ? AND url = ?`, attempts, status, derr.Error(), next, now, it.e.ID, it.url)
 		}
 	}

@@ -37,8 +37,10 @@ func (g *Guard) openStored(ctx context.Context, repoID int64, m *store.Manifest)
 	return partial.CompressedToImage(si)
 }
 
-func (si *storedImage) RawManifest() ([]byte, error)        { return si.m.Content, nil }
-func (si *storedImage) MediaType() (types.MediaType, error) { return types.MediaType(si.m.MediaType), nil }
+func (si *storedImage) RawManifest() ([]byte, error) { return si.m.Content, nil }
+func (si *storedImage) MediaType() (types.MediaType, error) {
+	return types.MediaType(si.m.MediaType), nil
+}
 
 func (si *storedImage) readBlob(dg string, max int64) ([]byte, error) {
 	rc, err := si.open(dg)
@@ -84,7 +86,7 @@ type storedLayer struct {
 	d  v1.Descriptor
 }
 
-func (l *storedLayer) Digest() (v1.Hash, error)             { return l.d.Digest, nil }
-func (l *storedLayer) Size() (int64, error)                 { return l.d.Size, nil }
+func (l *storedLayer) Digest() (v1.Hash, error)            { return l.d.Digest, nil }
+func (l *storedLayer) Size() (int64, error)                { return l.d.Size, nil }
 func (l *storedLayer) MediaType() (types.MediaType, error) { return l.d.MediaType, nil }
-func (l *storedLayer) Compressed() (io.ReadCloser, error)   { return l.si.open(l.d.Digest.String()) }
+func (l *storedLayer) Compressed() (io.ReadCloser, error)  { return l.si.open(l.d.Digest.String()) }
