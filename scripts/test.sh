@@ -20,6 +20,7 @@ need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v objcopy >/dev/null || need+=(binutils)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 command -v dpkg-query >/dev/null || true
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}"
