@@ -20,6 +20,9 @@ type found struct {
 
 // moatDoc is the part of moat's JSON output (docs/scan-json.md) compared.
 type moatDoc struct {
+	Stats struct {
+		Bytes int64 `json:"bytes"`
+	} `json:"stats"`
 	Packages []struct {
 		Name      string `json:"name"`
 		Version   string `json:"version"`
@@ -68,14 +71,14 @@ func key(eco, name, version string) string {
 	return name + "@" + version
 }
 
-func loadMoat(p string) ([]found, error) {
+func loadMoat(p string) ([]found, int64, error) {
 	b, err := os.ReadFile(p)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var d moatDoc
 	if err := json.Unmarshal(b, &d); err != nil {
-		return nil, fmt.Errorf("%s: not moat JSON: %w", p, err)
+		return nil, 0, fmt.Errorf("%s: not moat JSON: %w", p, err)
 	}
 	var out []found
 	for _, pk := range d.Packages {
@@ -85,7 +88,7 @@ func loadMoat(p string) ([]found, error) {
 		}
 		out = append(out, f)
 	}
-	return out, nil
+	return out, d.Stats.Bytes, nil
 }
 
 func loadSyft(p string) ([]found, error) {
@@ -150,7 +153,7 @@ func compare(args []string) int {
 	if *moatPath == "" || *syftPath == "" {
 		usage()
 	}
-	mf, err := loadMoat(*moatPath)
+	mf, moatBytes, err := loadMoat(*moatPath)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchcmd:", err)
 		return 2
@@ -174,6 +177,9 @@ func compare(args []string) int {
 			return 2
 		}
 		es = e.Set()
+		if moatBytes != e.TarBytes {
+			fmt.Printf("WARNING: moat read %d uncompressed bytes, the image has %d: layers came from a cache (--cache-dir?) or were skipped; its timing is not comparable\n\n", moatBytes, e.TarBytes)
+		}
 	}
 	ecos := map[string]bool{}
 	for e := range ms {
