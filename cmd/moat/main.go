@@ -36,7 +36,7 @@ func newRootCmd() *cobra.Command {
 		newScanCmd(),
 		newCheckCmd(), newAdmitCmd(), newAuthzCmd(),
 		newDBCmd(),
-		newServeCmd(), newUserCmd(), withGuardProjectFlags(newProjectCmd()), newMemberCmd(), newRobotCmd(), newGCCmd(), newImagesCmd(), newFindingsCmd(), newEventsCmd(),
+		newServeCmd(), newUserCmd(), withGuardProjectFlags(newProjectCmd()), newMemberCmd(), newRobotCmd(), newGCCmd(), newImagesCmd(), newFindingsCmd(), newEventsCmd(), newReportCmd(),
 		newAgentCmd(), newRunningCmd(), newExposureCmd(),
 		newKeyCmd(), newSignCmd(), newVerifyCmd(), newAttestCmd(), newVerifyAttestationCmd(),
 	)

@@ -32,11 +32,13 @@ type Image struct {
 	// PushFindings is how many findings the first match found (-1: none yet).
 	PushFindings int      `json:"push_findings"`
 	Layers       []string `json:"layers,omitempty"`
+	// Upgrades are the package upgrades that fix findings.
+	Upgrades []match.Upgrade `json:"upgrades,omitempty"`
 }
 
 // Images lists images of a project ("" for all) that pass the filter.
 func (g *Guard) Images(ctx context.Context, project string, visible func(repo string) bool) ([]Image, error) {
-	q := `SELECT repo, digest, index_digest, platform, status, error, pushed_at, scanned_at, created, counts, push_findings, layers FROM images`
+	q := `SELECT repo, digest, index_digest, platform, status, error, pushed_at, scanned_at, created, counts, push_findings, layers, upgrades FROM images`
 	var args []any
 	if project != "" {
 		q += ` WHERE project = ?`
@@ -52,8 +54,8 @@ func (g *Guard) Images(ctx context.Context, project string, visible func(repo st
 	for rows.Next() {
 		var im Image
 		var pushed, scanned, created int64
-		var counts, layers string
-		if err := rows.Scan(&im.Repository, &im.Digest, &im.Index, &im.Platform, &im.Status, &im.Error, &pushed, &scanned, &created, &counts, &im.PushFindings, &layers); err != nil {
+		var counts, layers, ups string
+		if err := rows.Scan(&im.Repository, &im.Digest, &im.Index, &im.Platform, &im.Status, &im.Error, &pushed, &scanned, &created, &counts, &im.PushFindings, &layers, &ups); err != nil {
 			return nil, err
 		}
 		if visible != nil && !visible(im.Repository) {
@@ -62,6 +64,7 @@ func (g *Guard) Images(ctx context.Context, project string, visible func(repo st
 		im.Pushed, im.Scanned, im.Created = fromMs(pushed), fromMs(scanned), fromMs(created)
 		json.Unmarshal([]byte(counts), &im.Counts)
 		json.Unmarshal([]byte(layers), &im.Layers)
+		json.Unmarshal([]byte(ups), &im.Upgrades)
 		out = append(out, im)
 	}
 	return out, rows.Err()
@@ -152,7 +155,7 @@ func (g *Guard) Findings(ctx context.Context, repo, ref string) ([]ImageFindings
 			v.SuppressedCount = len(mr.Suppressed)
 			v.Suppressed = mr.Suppressed
 			v.ExpiredIgnores = mr.Expired
-			v.Upgrades = mr.Upgrades()
+			v.Upgrades = im.Upgrades
 			f.Report.Vulnerabilities = v
 			for k, t := range first {
 				id, rest, _ := strings.Cut(k, "|")
@@ -322,6 +325,20 @@ func (g *Guard) serveAPI(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		writeJSON(w, http.StatusOK, vis)
+	case r.Method == http.MethodGet && path == "report":
+		o := ReportOptions{Project: q.Get("project"), BaseRepository: q.Get("base_repository")}
+		o.StaleDays, _ = strconv.Atoi(q.Get("stale_days"))
+		for _, t := range strings.Split(q.Get("live_tags"), ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				o.LiveTags = append(o.LiveTags, t)
+			}
+		}
+		rep, err := g.Report(ctx, o, canPull)
+		if err != nil {
+			apiError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, rep)
 	case r.Method == http.MethodPost && path == "rescan":
 		if !p.Admin {
 			apiError(w, http.StatusForbidden, "only the system administrator may start a rescan")

@@ -91,6 +91,7 @@ var migrations = []string{
 	);
 	CREATE INDEX deliveries_state ON deliveries(state, next_at);
 	CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)`,
+	`ALTER TABLE images ADD COLUMN upgrades TEXT NOT NULL DEFAULT '[]'`,
 }
 
 // openDB opens (creating) guard's SQLite database and migrates it. One

@@ -140,7 +140,7 @@ func (g *Guard) Rescan(ctx context.Context) (*RescanResult, error) {
 		var added []match.Finding
 		werr := g.inTx(ctx, func(tx *sql.Tx) error {
 			var err error
-			added, err = g.writeFindings(ctx, tx, it.repo, it.digest, it.mr.Findings, it.status != "scanned")
+			added, err = g.writeFindings(ctx, tx, it.repo, it.digest, it.mr, it.status != "scanned")
 			return err
 		})
 		if werr != nil {

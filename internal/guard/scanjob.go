@@ -145,7 +145,7 @@ func (g *Guard) scanImage(ctx context.Context, j *job) error {
 			return err
 		}
 		if matched {
-			if _, err := g.writeFindings(ctx, tx, j.repo, j.digest, mr.Findings, true); err != nil {
+			if _, err := g.writeFindings(ctx, tx, j.repo, j.digest, mr, true); err != nil {
 				return err
 			}
 		}
@@ -205,7 +205,8 @@ type findingRow struct {
 // writeFindings makes the stored findings of an image equal fs, writing
 // only rows that changed: new findings get first_seen = now, findings that
 // remain keep theirs. It returns the keys of new findings.
-func (g *Guard) writeFindings(ctx context.Context, tx *sql.Tx, repo, digest string, fs []match.Finding, first bool) ([]match.Finding, error) {
+func (g *Guard) writeFindings(ctx context.Context, tx *sql.Tx, repo, digest string, mr *match.Result, first bool) ([]match.Finding, error) {
+	fs := mr.Findings
 	have := map[string]findingRow{}
 	rows, err := tx.QueryContext(ctx, `SELECT fkey, data, first_seen FROM findings WHERE repo = ? AND digest = ?`, repo, digest)
 	if err != nil {
@@ -265,18 +266,20 @@ func (g *Guard) writeFindings(ctx context.Context, tx *sql.Tx, repo, digest stri
 	}
 	if changed || first {
 		counts := map[string]int{}
-		for k := range seen {
-			_ = k
-		}
 		for i := range fs {
 			counts[fs[i].Severity.String()]++
 		}
 		cj, _ := json.Marshal(counts)
-		q := `UPDATE images SET counts = ?, matched_at = ?, status = 'scanned' WHERE repo = ? AND digest = ?`
-		if first {
-			q = `UPDATE images SET counts = ?, matched_at = ?, status = 'scanned', push_findings = ` + fmt.Sprint(len(seen)) + ` WHERE repo = ? AND digest = ?`
+		ups := mr.Upgrades()
+		if ups == nil {
+			ups = []match.Upgrade{}
 		}
-		if _, err := tx.ExecContext(ctx, q, string(cj), now, repo, digest); err != nil {
+		uj, _ := json.Marshal(ups)
+		q := `UPDATE images SET counts = ?, upgrades = ?, matched_at = ?, status = 'scanned' WHERE repo = ? AND digest = ?`
+		if first {
+			q = `UPDATE images SET counts = ?, upgrades = ?, matched_at = ?, status = 'scanned', push_findings = ` + fmt.Sprint(len(seen)) + ` WHERE repo = ? AND digest = ?`
+		}
+		if _, err := tx.ExecContext(ctx, q, string(cj), string(uj), now, repo, digest); err != nil {
 			return nil, err
 		}
 	}
