@@ -92,6 +92,12 @@ var migrations = []string{
 	CREATE INDEX deliveries_state ON deliveries(state, next_at);
 	CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)`,
 	`ALTER TABLE images ADD COLUMN upgrades TEXT NOT NULL DEFAULT '[]'`,
+	// Re-scans match each distinct package once: pkgs holds them (the
+	// fields matching uses), images.pkg_ids an image's package IDs and
+	// images.fhash a digest of what matching its packages gave.
+	`CREATE TABLE pkgs (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE);
+	ALTER TABLE images ADD COLUMN pkg_ids BLOB;
+	ALTER TABLE images ADD COLUMN fhash TEXT NOT NULL DEFAULT ''`,
 }
 
 // openDB opens (creating) guard's SQLite database and migrates it. One

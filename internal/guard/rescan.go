@@ -3,10 +3,12 @@ package guard
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"runtime"
 	"sync"
 	"time"
 
+	"github.com/moat-dev/moat/internal/catalog"
 	"github.com/moat-dev/moat/internal/match"
 )
 
@@ -57,9 +59,13 @@ func (g *Guard) logRescan(ctx context.Context, why string) {
 // Rescan re-matches every stored SBOM against the current database (the
 // layers are never read again), writes only findings that changed, and
 // emits a new-finding event for each image already scanned that gained
-// findings. Without a database it does nothing. Each image is written in
-// its own transaction, so an interrupted rescan loses nothing: the next
-// one finishes the work.
+// findings. Without a database it does nothing.
+//
+// Each distinct package is matched once: a digest of its findings, combined
+// over an image's packages, tells which images changed since their last
+// match; only those are matched in full and written, each in its own
+// transaction, so an interrupted rescan loses nothing and the next one
+// finishes the work.
 func (g *Guard) Rescan(ctx context.Context) (*RescanResult, error) {
 	g.rescanMu.Lock()
 	defer g.rescanMu.Unlock()
@@ -71,28 +77,43 @@ func (g *Guard) Rescan(ctx context.Context) (*RescanResult, error) {
 	if !have {
 		return res, nil
 	}
+	hashes, err := g.allPkgHashes(ctx)
+	if err != nil {
+		return nil, err
+	}
 	type img struct {
 		repo, digest, status string
-		blob                 []byte
 		mr                   *match.Result
+		pkgs                 []catalog.Package
 		err                  error
 	}
-	rows, err := g.ro.QueryContext(ctx, `SELECT repo, digest, status FROM images WHERE packages IS NOT NULL ORDER BY repo, digest`)
+	rows, err := g.ro.QueryContext(ctx, `SELECT repo, digest, status, pkg_ids, fhash FROM images WHERE packages IS NOT NULL ORDER BY repo, digest`)
 	if err != nil {
 		return nil, err
 	}
 	var list []*img
 	for rows.Next() {
 		var it img
-		if err := rows.Scan(&it.repo, &it.digest, &it.status); err != nil {
+		var ids []byte
+		var fh string
+		if err := rows.Scan(&it.repo, &it.digest, &it.status, &ids, &fh); err != nil {
 			rows.Close()
 			return nil, err
+		}
+		res.Images++
+		if ids != nil && it.status == "scanned" && fh != "" {
+			if list, err := decodeIDs(ids); err == nil && imageHash(list, hashes) == fh {
+				continue // nothing changed for this image
+			}
 		}
 		list = append(list, &it)
 	}
 	rows.Close()
-	res.Images = len(list)
-	// Match in parallel, write from one goroutine (SQLite has one writer).
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// Match the changed images in parallel, write from one goroutine
+	// (SQLite has one writer).
 	work := make(chan *img)
 	done := make(chan *img, 64)
 	var wg sync.WaitGroup
@@ -107,11 +128,8 @@ func (g *Guard) Rescan(ctx context.Context) (*RescanResult, error) {
 					var st *stored
 					st, it.err = decodeStored(blob)
 					if it.err == nil {
-						var ok bool
-						it.mr, ok, it.err = g.match(ctx, st.Packages)
-						if !ok && it.err == nil {
-							it.mr = nil
-						}
+						it.pkgs = st.Packages
+						it.mr, _, it.err = g.match(ctx, st.Packages)
 					}
 				}
 				done <- it
@@ -140,7 +158,7 @@ func (g *Guard) Rescan(ctx context.Context) (*RescanResult, error) {
 		var added []match.Finding
 		werr := g.inTx(ctx, func(tx *sql.Tx) error {
 			var err error
-			added, err = g.writeFindings(ctx, tx, it.repo, it.digest, it.mr, it.status != "scanned")
+			added, err = g.storeMatch(ctx, tx, it.repo, it.digest, it.pkgs, it.mr, it.status != "scanned")
 			return err
 		})
 		if werr != nil {
@@ -150,16 +168,14 @@ func (g *Guard) Rescan(ctx context.Context) (*RescanResult, error) {
 			res.Failed++
 			continue
 		}
-		if len(added) > 0 {
-			res.Changed++
-			if it.status == "scanned" {
-				res.NewFindings += len(added)
-				var ids []map[string]string
-				for _, f := range added {
-					ids = append(ids, map[string]string{"id": f.ID, "severity": f.Severity.String(), "package": f.Package.Name, "version": f.Package.Version})
-				}
-				g.emit(ctx, "new-finding", it.repo, it.digest, map[string]any{"findings": ids})
+		res.Changed++
+		if len(added) > 0 && it.status == "scanned" {
+			res.NewFindings += len(added)
+			var ids []map[string]string
+			for _, f := range added {
+				ids = append(ids, map[string]string{"id": f.ID, "severity": f.Severity.String(), "package": f.Package.Name, "version": f.Package.Version})
 			}
+			g.emit(ctx, "new-finding", it.repo, it.digest, map[string]any{"findings": ids})
 		}
 	}
 	if ctx.Err() != nil {
@@ -167,4 +183,55 @@ func (g *Guard) Rescan(ctx context.Context) (*RescanResult, error) {
 	}
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// allPkgHashes matches every distinct package once (in parallel chunks).
+func (g *Guard) allPkgHashes(ctx context.Context) (map[int64][32]byte, error) {
+	rows, err := g.ro.QueryContext(ctx, `SELECT id, key FROM pkgs`)
+	if err != nil {
+		return nil, err
+	}
+	var ids []int64
+	var pkgs []catalog.Package
+	for rows.Next() {
+		var id int64
+		var key string
+		if err := rows.Scan(&id, &key); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		var p catalog.Package
+		if err := json.Unmarshal([]byte(key), &p); err != nil {
+			continue
+		}
+		ids, pkgs = append(ids, id), append(pkgs, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	n := runtime.GOMAXPROCS(0)
+	chunk := (len(ids) + n - 1) / n
+	out := map[int64][32]byte{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var firstErr error
+	for lo := 0; lo < len(ids); lo += chunk {
+		hi := min(lo+chunk, len(ids))
+		wg.Add(1)
+		go func(lo, hi int) {
+			defer wg.Done()
+			h, err := g.pkgHashes(ctx, ids[lo:hi], pkgs[lo:hi])
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			for k, v := range h {
+				out[k] = v
+			}
+		}(lo, hi)
+	}
+	wg.Wait()
+	return out, firstErr
 }

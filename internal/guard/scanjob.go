@@ -144,12 +144,8 @@ func (g *Guard) scanImage(ctx context.Context, j *job) error {
 		if err != nil {
 			return err
 		}
-		if matched {
-			if _, err := g.writeFindings(ctx, tx, j.repo, j.digest, mr, true); err != nil {
-				return err
-			}
-		}
-		return nil
+		_, err = g.storeMatch(ctx, tx, j.repo, j.digest, res.Packages, mr, true)
+		return err
 	})
 	if err != nil {
 		return err
