@@ -162,4 +162,3 @@ func imageHash(ids []int64, hashes map[int64][32]byte) string {
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
-
