@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 	"time"
 
 	"github.com/google/cel-go/cel"
@@ -90,7 +91,9 @@ type CELVulns struct {
 // CELCostLimit bounds the work of one evaluation of a custom rule.
 const CELCostLimit = 100000
 
-var celEnv = func() *cel.Env {
+// celEnv is built on first use: building it costs about a millisecond,
+// which every moat process would otherwise pay at start.
+var celEnv = sync.OnceValue(func() *cel.Env {
 	env, err := cel.NewEnv(
 		ext.NativeTypes(reflect.TypeOf(&CELWorkload{}), reflect.TypeOf(&CELContainer{}), reflect.TypeOf(&CELImage{}), reflect.TypeOf(&CELVulns{}), ext.ParseStructTags(true)),
 		cel.Variable("workload", cel.ObjectType("policy.CELWorkload")),
@@ -104,7 +107,7 @@ var celEnv = func() *cel.Env {
 		panic(fmt.Sprintf("policy: CEL environment: %v", err))
 	}
 	return env
-}()
+})
 
 type celRule struct {
 	expr       string
@@ -135,7 +138,7 @@ func (p *parser) celRule(n *yaml.Node, what string) *celRule {
 	if p.err != nil {
 		return nil
 	}
-	ast, iss := celEnv.Compile(r.expr)
+	ast, iss := celEnv().Compile(r.expr)
 	if iss != nil && iss.Err() != nil {
 		en := f.vals["expression"]
 		p.fail(en, "%s.expression does not compile: %s", what, iss.Err())
@@ -150,12 +153,12 @@ func (p *parser) celRule(n *yaml.Node, what string) *celRule {
 	// without per-step cost tracking; any other is stopped at run time when
 	// it exceeds the limit.
 	opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
-	if est, err := celEnv.EstimateCost(ast, celSizes{}); err != nil || est.Max > CELCostLimit {
+	if est, err := celEnv().EstimateCost(ast, celSizes{}); err != nil || est.Max > CELCostLimit {
 		opts = append(opts, cel.CostLimit(CELCostLimit))
 	} else {
 		r.static = true
 	}
-	prg, err := celEnv.Program(ast, opts...)
+	prg, err := celEnv().Program(ast, opts...)
 	if err != nil {
 		p.fail(f.vals["expression"], "%s.expression: %v", what, err)
 		return nil
