@@ -4,11 +4,16 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 )
 
+// The patterns are compiled on first use, not at process start (every moat
+// command links this package).
 var (
-	nameRe = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
-	tagRe  = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+	nameRe = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
+	})
+	tagRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`) })
 )
 
 // ValidateName checks a repository name against the distribution spec's
@@ -18,7 +23,7 @@ func ValidateName(name string) error {
 	if len(name) > 255 {
 		return fmt.Errorf("repository name is %d characters long, the limit is 255", len(name))
 	}
-	if !nameRe.MatchString(name) {
+	if !nameRe().MatchString(name) {
 		return fmt.Errorf("invalid repository name %q: want lowercase components [a-z0-9] separated by '/', '.', '_', '__' or '-'", name)
 	}
 	return nil
@@ -26,7 +31,7 @@ func ValidateName(name string) error {
 
 // ValidateTag checks a tag.
 func ValidateTag(tag string) error {
-	if !tagRe.MatchString(tag) {
+	if !tagRe().MatchString(tag) {
 		return fmt.Errorf("invalid tag %q: want [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}", tag)
 	}
 	return nil
