@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -117,9 +118,10 @@ func reply(w http.ResponseWriter, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
+// The path patterns are compiled on first use, not at process start.
 var (
-	createPath = regexp.MustCompile(`^(/v[0-9.]+)?/containers/create$`)
-	execPath   = regexp.MustCompile(`^(/v[0-9.]+)?/containers/[^/]+/exec$`)
+	createPath = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(/v[0-9.]+)?/containers/create$`) })
+	execPath   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(/v[0-9.]+)?/containers/[^/]+/exec$`) })
 )
 
 // Authorize decides one request.
@@ -133,7 +135,7 @@ func (p *Plugin) Authorize(ctx context.Context, req *Request) Response {
 	}
 	pol := p.Policy()
 	switch {
-	case createPath.MatchString(u.Path):
+	case createPath().MatchString(u.Path):
 		if pol == nil {
 			return Response{Msg: "moat: no policy loaded"}
 		}
@@ -142,7 +144,7 @@ func (p *Plugin) Authorize(ctx context.Context, req *Request) Response {
 			return Response{Msg: "moat: " + err.Error()}
 		}
 		return p.evaluate(ctx, pol, w, req.User)
-	case execPath.MatchString(u.Path):
+	case execPath().MatchString(u.Path):
 		var body struct{ Privileged bool }
 		if json.Unmarshal(req.RequestBody, &body) == nil && body.Privileged && pol != nil && forbidsPrivileged(pol) {
 			return Response{Msg: "moat: privileged exec sessions are not allowed by the policy"}
