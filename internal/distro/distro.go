@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Release is the detected OS release of an image.
@@ -79,8 +80,8 @@ func ParseOSRelease(b []byte) Release {
 }
 
 var (
-	reDigits  = regexp.MustCompile(`[0-9]+(\.[0-9]+)*`)
-	reRedhat  = regexp.MustCompile(`(?i)^(.*?) release ([0-9][0-9.]*)`)
+	reDigits  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[0-9]+(\.[0-9]+)*`) })
+	reRedhat  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)^(.*?) release ([0-9][0-9.]*)`) })
 	debianMap = map[string]string{"bookworm": "12", "bullseye": "11", "buster": "10", "stretch": "9", "trixie": "13", "forky": "14"}
 )
 
@@ -105,7 +106,7 @@ func Detect(files map[string][]byte, hasDpkgStatusD bool) (Release, bool) {
 		case files["/etc/debian_version"] != nil:
 			v := strings.TrimSpace(string(files["/etc/debian_version"]))
 			r = Release{ID: "debian", Source: "/etc/debian_version"}
-			if m := reDigits.FindString(v); m != "" {
+			if m := reDigits().FindString(v); m != "" {
 				r.VersionID = strings.SplitN(m, ".", 2)[0]
 			} else if n, ok := debianMap[strings.SplitN(v, "/", 2)[0]]; ok {
 				r.VersionID = n // "bookworm/sid" on testing images
@@ -113,7 +114,7 @@ func Detect(files map[string][]byte, hasDpkgStatusD bool) (Release, bool) {
 		default:
 			for _, p := range []string{"/etc/redhat-release", "/etc/centos-release", "/etc/system-release"} {
 				if b := files[p]; b != nil {
-					if m := reRedhat.FindStringSubmatch(strings.TrimSpace(string(b))); m != nil {
+					if m := reRedhat().FindStringSubmatch(strings.TrimSpace(string(b))); m != nil {
 						r = Release{ID: redhatID(m[1]), VersionID: m[2], PrettyName: strings.TrimSpace(string(b)), Source: p}
 						break
 					}

@@ -125,7 +125,7 @@ func Query(p *catalog.Package) (eco, name, ver string, ok bool) {
 		if p.SourceVersion != "" {
 			ver = p.SourceVersion
 		} else {
-			ver = binNMU.ReplaceAllString(ver, "")
+			ver = binNMU().ReplaceAllString(ver, "")
 		}
 	case "Alpine", "Wolfi", "Chainguard":
 		if p.SourceName != "" {
@@ -152,7 +152,7 @@ func Query(p *catalog.Package) (eco, name, ver string, ok bool) {
 }
 
 // binNMU is the suffix of a binary-only rebuild ("1.2-3+b2").
-var binNMU = regexp.MustCompile(`\+b[0-9]+$`)
+var binNMU = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\+b[0-9]+$`) })
 
 type lookupKey struct{ eco, name string }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"regexp"
 	"strings"
+	"sync"
 	"unsafe"
 )
 
@@ -22,7 +23,7 @@ func NormalizeName(ecosystem, name string) string {
 	return name
 }
 
-var pep503Re = regexp.MustCompile(`[-_.]+`)
+var pep503Re = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[-_.]+`) })
 
 func pep503(name string) string {
 	simple := true
@@ -36,7 +37,7 @@ func pep503(name string) string {
 	if simple {
 		return name
 	}
-	return pep503Re.ReplaceAllString(strings.ToLower(name), "-")
+	return pep503Re().ReplaceAllString(strings.ToLower(name), "-")
 }
 
 // The stored record encoding: a compact binary form of Vulnerability,
