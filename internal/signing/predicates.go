@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -59,7 +60,7 @@ type ProvenanceLayer struct{ Digest, MediaType string }
 // DefaultBuildType is the buildType moat records when none is given.
 const DefaultBuildType = "https://moat.dev/provenance/container-image/v1"
 
-var commitRe = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
+var commitRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`) })
 
 // ProvenancePredicate builds a SLSA provenance v1 predicate
 // (https://slsa.dev/provenance/v1) from build facts.
@@ -67,7 +68,7 @@ func ProvenancePredicate(p Provenance) (json.RawMessage, error) {
 	if p.SourceRepo == "" || p.Commit == "" || p.BuilderID == "" {
 		return nil, errors.New("provenance: --source-repo, --commit and --builder-id are required")
 	}
-	if !commitRe.MatchString(strings.ToLower(p.Commit)) {
+	if !commitRe().MatchString(strings.ToLower(p.Commit)) {
 		return nil, fmt.Errorf("provenance: commit %q is not a full 40- or 64-character hex git commit", p.Commit)
 	}
 	if u, err := url.Parse(p.BuilderID); err != nil || u.Scheme == "" {
