@@ -5,6 +5,7 @@ import (
 	"html/template"
 	"io"
 	"strings"
+	"sync"
 )
 
 // severity colours of the charts.
@@ -91,15 +92,17 @@ func ageSVG(r *Report) template.HTML {
 	return template.HTML(b.String())
 }
 
-var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
-	"join":  strings.Join,
-	"short": shortRef,
-	"sev":   func(m map[string]int, s string) int { return m[s] },
-	"date":  func(t interface{ Format(string) string }) string { return t.Format("2006-01-02") },
-	// replaced per report by WriteReportHTML
-	"timeline": func() template.HTML { return "" },
-	"age":      func() template.HTML { return "" },
-}).Parse(`<!DOCTYPE html>
+// reportTmpl is parsed on first use, not at process start.
+var reportTmpl = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("report").Funcs(template.FuncMap{
+		"join":  strings.Join,
+		"short": shortRef,
+		"sev":   func(m map[string]int, s string) int { return m[s] },
+		"date":  func(t interface{ Format(string) string }) string { return t.Format("2006-01-02") },
+		// replaced per report by WriteReportHTML
+		"timeline": func() template.HTML { return "" },
+		"age":      func() template.HTML { return "" },
+	}).Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>moat report{{if .Project}}: {{.Project}}{{end}}</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}
@@ -127,11 +130,12 @@ th{background:#f5f5f5}
 <ul id="fixes">{{range .Images}}{{$im := .}}{{range .Upgrades}}<li><code>{{short (printf "%s@%s" $im.Repository $im.Digest)}}</code>: upgrade {{.Name}} {{.From}} → {{.To}} (fixes {{.Fixes}})</li>{{end}}{{end}}</ul>
 </body></html>
 `))
+})
 
 // WriteReportHTML writes the report as one self-contained HTML page with
 // inline SVG charts (no scripts, styles or images from elsewhere).
 func WriteReportHTML(w io.Writer, r *Report) error {
-	t, err := reportTmpl.Clone()
+	t, err := reportTmpl().Clone()
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -43,9 +44,16 @@ type stored struct {
 	Packages []catalog.Package
 }
 
+// The zstd coder pair is made on first use, not at process start.
 var (
-	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest))
-	zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0))
+	zenc = sync.OnceValue(func() *zstd.Encoder {
+		e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest))
+		return e
+	})
+	zdec = sync.OnceValue(func() *zstd.Decoder {
+		d, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0))
+		return d
+	})
 )
 
 func encodeStored(s *stored) ([]byte, error) {
@@ -53,11 +61,11 @@ func encodeStored(s *stored) ([]byte, error) {
 	if err := gob.NewEncoder(&buf).Encode(s); err != nil {
 		return nil, err
 	}
-	return zenc.EncodeAll(buf.Bytes(), nil), nil
+	return zenc().EncodeAll(buf.Bytes(), nil), nil
 }
 
 func decodeStored(b []byte) (*stored, error) {
-	raw, err := zdec.DecodeAll(b, nil)
+	raw, err := zdec().DecodeAll(b, nil)
 	if err != nil {
 		return nil, fmt.Errorf("stored SBOM: %w", err)
 	}
