@@ -32,13 +32,15 @@ type Image struct {
 	// PushFindings is how many findings the first match found (-1: none yet).
 	PushFindings int      `json:"push_findings"`
 	Layers       []string `json:"layers,omitempty"`
+	// ScanMillis is how long the scan took (catalogue, match, store).
+	ScanMillis int64 `json:"scan_ms,omitempty"`
 	// Upgrades are the package upgrades that fix findings.
 	Upgrades []match.Upgrade `json:"upgrades,omitempty"`
 }
 
 // Images lists images of a project ("" for all) that pass the filter.
 func (g *Guard) Images(ctx context.Context, project string, visible func(repo string) bool) ([]Image, error) {
-	q := `SELECT repo, digest, index_digest, platform, status, error, pushed_at, scanned_at, created, counts, push_findings, layers, upgrades FROM images`
+	q := `SELECT repo, digest, index_digest, platform, status, error, pushed_at, scanned_at, created, counts, push_findings, layers, upgrades, scan_ms FROM images`
 	var args []any
 	if project != "" {
 		q += ` WHERE project = ?`
@@ -55,7 +57,7 @@ func (g *Guard) Images(ctx context.Context, project string, visible func(repo st
 		var im Image
 		var pushed, scanned, created int64
 		var counts, layers, ups string
-		if err := rows.Scan(&im.Repository, &im.Digest, &im.Index, &im.Platform, &im.Status, &im.Error, &pushed, &scanned, &created, &counts, &im.PushFindings, &layers, &ups); err != nil {
+		if err := rows.Scan(&im.Repository, &im.Digest, &im.Index, &im.Platform, &im.Status, &im.Error, &pushed, &scanned, &created, &counts, &im.PushFindings, &layers, &ups, &im.ScanMillis); err != nil {
 			return nil, err
 		}
 		if visible != nil && !visible(im.Repository) {

@@ -98,6 +98,7 @@ var migrations = []string{
 	`CREATE TABLE pkgs (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE);
 	ALTER TABLE images ADD COLUMN pkg_ids BLOB;
 	ALTER TABLE images ADD COLUMN fhash TEXT NOT NULL DEFAULT ''`,
+	`ALTER TABLE images ADD COLUMN scan_ms BIGINT NOT NULL DEFAULT 0`,
 }
 
 // openDB opens (creating) guard's SQLite database and migrates it. One

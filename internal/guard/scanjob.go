@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -96,6 +97,7 @@ func sbomSubject(r *scan.Result) sbom.Subject {
 // database is there, stores SBOM and findings, and attaches them as
 // referrers.
 func (g *Guard) scanImage(ctx context.Context, j *job) error {
+	start := time.Now()
 	m, err := g.o.Store.GetManifest(ctx, j.repoID, j.digest, true)
 	if errors.Is(err, store.ErrNotFound) {
 		// Deleted before its scan: nothing to do.
@@ -147,8 +149,8 @@ func (g *Guard) scanImage(ctx context.Context, j *job) error {
 	}
 	now := nowMs()
 	err = g.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE images SET status = ?, error = '', scanned_at = ?, created = ?, layers = ?, packages = ?, sbom = ?, platform = CASE WHEN platform = '' THEN ? ELSE platform END
-			WHERE repo = ? AND digest = ?`, status, now, created, string(lj), blob, bomBuf.Bytes(), res.Subject.Platform, j.repo, j.digest)
+		_, err := tx.ExecContext(ctx, `UPDATE images SET status = ?, error = '', scanned_at = ?, created = ?, layers = ?, packages = ?, sbom = ?, platform = CASE WHEN platform = '' THEN ? ELSE platform END, scan_ms = ?
+			WHERE repo = ? AND digest = ?`, status, now, created, string(lj), blob, bomBuf.Bytes(), res.Subject.Platform, time.Since(start).Milliseconds(), j.repo, j.digest)
 		if err != nil {
 			return err
 		}
