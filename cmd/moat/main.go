@@ -10,6 +10,10 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	// The first garbage collection waits for a 16 MB heap: short commands
+	// (verify, sign, check) then finish without one.
+	_ "github.com/moat-dev/moat/internal/startheap"
 )
 
 // Exit codes shared by every command (documented in README.md).
