@@ -161,6 +161,7 @@ func (g *Guard) Rescan(ctx context.Context) (*RescanResult, error) {
 			added, err = g.storeMatch(ctx, tx, it.repo, it.digest, it.pkgs, it.mr, it.status != "scanned")
 			return err
 		})
+		it.pkgs, it.mr = nil, nil // keep memory bounded over many images
 		if werr != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
