@@ -61,7 +61,7 @@ type env struct {
 	opts Options
 }
 
-func start(t *testing.T, dbDir string, mod func(*Options)) *env {
+func start(t testing.TB, dbDir string, mod func(*Options)) *env {
 	t.Helper()
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	inst, err := registry.Open(context.Background(), registry.Options{DataDir: t.TempDir(), AdminPassword: adminPW, Log: log})
@@ -90,7 +90,7 @@ func start(t *testing.T, dbDir string, mod func(*Options)) *env {
 	return e
 }
 
-func (e *env) ref(t *testing.T, s string) name.Reference {
+func (e *env) ref(t testing.TB, s string) name.Reference {
 	r, err := name.ParseReference(e.host+"/"+s, name.Insecure)
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +102,7 @@ func basic(u, p string) remote.Option {
 	return remote.WithAuth(&authn.Basic{Username: u, Password: p})
 }
 
-func (e *env) push(t *testing.T, ref string, img v1.Image) string {
+func (e *env) push(t testing.TB, ref string, img v1.Image) string {
 	t.Helper()
 	if err := remote.Write(e.ref(t, ref), img, basic("admin", adminPW)); err != nil {
 		t.Fatal(err)
@@ -138,7 +138,7 @@ func (e *env) api(t *testing.T, method, path, user, pw string, in, out any) int 
 }
 
 // waitStatus waits (bounded) for an image's scan to reach a final state.
-func (e *env) waitStatus(t *testing.T, repo, digest string) Image {
+func (e *env) waitStatus(t testing.TB, repo, digest string) Image {
 	t.Helper()
 	deadline := time.Now().Add(45 * time.Second)
 	for {
@@ -397,3 +397,7 @@ func mustLayers(t *testing.T, img v1.Image) []string {
 	}
 	return out
 }
+
+func startB(b *testing.B, db string) *env                          { return start(b, db, nil) }
+func (e *env) pushB(b *testing.B, ref string, img v1.Image) string { return e.push(b, ref, img) }
+func (e *env) waitB(b *testing.B, repo, dg string) Image           { return e.waitStatus(b, repo, dg) }
