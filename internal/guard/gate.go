@@ -75,12 +75,25 @@ func (g *Guard) UpdateSettings(ctx context.Context, project string, u SettingsUp
 	if err != nil {
 		return nil, err
 	}
+	if err := applyUpdate(s, u, time.Now()); err != nil {
+		return nil, err
+	}
+	ex, _ := json.Marshal(s.Exceptions)
+	_, err = g.rw.ExecContext(ctx, `INSERT INTO settings(project, block_severity, block_unscanned, exceptions) VALUES (?,?,?,?)
+		ON CONFLICT(project) DO UPDATE SET block_severity = excluded.block_severity, block_unscanned = excluded.block_unscanned, exceptions = excluded.exceptions`,
+		project, s.BlockSeverity, boolInt(s.BlockUnscanned), string(ex))
+	return s, err
+}
+
+// applyUpdate applies u to s and validates the result (severity name,
+// exceptions with an ID, a reason and a valid expiry).
+func applyUpdate(s *Settings, u SettingsUpdate, now time.Time) error {
 	if u.BlockSeverity != nil {
 		v := strings.ToLower(strings.TrimSpace(*u.BlockSeverity))
 		if v != "" && v != "none" {
 			sev, err := match.ParseSeverity(v)
 			if err != nil {
-				return nil, fmt.Errorf("block-severity: %w", err)
+				return fmt.Errorf("block-severity: %w", err)
 			}
 			v = sev.String()
 		} else {
@@ -104,14 +117,10 @@ func (g *Guard) UpdateSettings(ctx context.Context, project string, u SettingsUp
 	if s.Exceptions == nil {
 		s.Exceptions = []Exception{}
 	}
-	if _, err := exceptionRules(s.Exceptions, time.Now()); err != nil {
-		return nil, err
+	if _, err := exceptionRules(s.Exceptions, now); err != nil {
+		return err
 	}
-	ex, _ := json.Marshal(s.Exceptions)
-	_, err = g.rw.ExecContext(ctx, `INSERT INTO settings(project, block_severity, block_unscanned, exceptions) VALUES (?,?,?,?)
-		ON CONFLICT(project) DO UPDATE SET block_severity = excluded.block_severity, block_unscanned = excluded.block_unscanned, exceptions = excluded.exceptions`,
-		project, s.BlockSeverity, boolInt(s.BlockUnscanned), string(ex))
-	return s, err
+	return nil
 }
 
 func deleteFunc[T any](s []T, del func(T) bool) []T {
