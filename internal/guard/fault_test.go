@@ -2,6 +2,7 @@ package guard
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -141,5 +142,42 @@ func TestIndexQueuesEachPlatformAndIsGated(t *testing.T) {
 	}
 	if _, err := remote.Image(e.ref(t, "team/multi@"+da.String()), basic("rita", "reader-pw")); err != nil {
 		t.Fatalf("clean platform image: %v", err)
+	}
+}
+
+// TestRescanInterruptedLosesNothing: a rescan writes one image per
+// transaction; an image whose transaction a kill prevented keeps its old
+// findings and match digest, and the next rescan brings it up to date.
+func TestRescanInterruptedLosesNothing(t *testing.T) {
+	db := t.TempDir()
+	leftpad := osvRecord("GHSA-aaaa-bbbb-cccc", "CVE-2099-0001", "left-pad", "0", "1.4.0", medium)
+	importDB(t, db, leftpad)
+	e := start(t, db, nil)
+	ctx := context.Background()
+	var dgs []string
+	for i, v := range []string{"4.17.15", "4.17.16", "4.17.17"} {
+		d := e.push(t, fmt.Sprintf("team/app%d:1", i), appImage(t, v))
+		e.waitStatus(t, fmt.Sprintf("team/app%d", i), d)
+		dgs = append(dgs, d)
+	}
+	var oldHash string
+	e.g.ro.QueryRow(`SELECT fhash FROM images WHERE digest = ?`, dgs[1]).Scan(&oldHash)
+	importDB(t, db, leftpad, osvRecord("GHSA-p6mc-m468-83gw", "CVE-2020-8203", "lodash", "3.7.0", "4.17.19", critical))
+	e.g.reloadDB()
+	if res, err := e.g.Rescan(ctx); err != nil || res.Changed != 3 {
+		t.Fatalf("rescan: %+v %v", res, err)
+	}
+	// As if the kill came before image 1's transaction committed.
+	e.g.rw.Exec(`DELETE FROM findings WHERE digest = ? AND vuln_id = 'CVE-2020-8203'`, dgs[1])
+	e.g.rw.Exec(`UPDATE images SET fhash = ? WHERE digest = ?`, oldHash, dgs[1])
+	res, err := e.g.Rescan(ctx)
+	if err != nil || res.Changed != 1 || res.NewFindings != 1 {
+		t.Fatalf("rescan after the interruption: %+v %v", res, err)
+	}
+	for i, d := range dgs {
+		fs, _, _ := e.g.storedFindings(ctx, fmt.Sprintf("team/app%d", i), d)
+		if len(fs) != 2 {
+			t.Fatalf("image %d has %d findings", i, len(fs))
+		}
 	}
 }
