@@ -53,6 +53,7 @@ func (g *Guard) Images(ctx context.Context, project string, visible func(repo st
 	}
 	defer rows.Close()
 	out := []Image{}
+	repoIDs := map[string]int64{}
 	for rows.Next() {
 		var im Image
 		var pushed, scanned, created int64
@@ -63,6 +64,9 @@ func (g *Guard) Images(ctx context.Context, project string, visible func(repo st
 		if visible != nil && !visible(im.Repository) {
 			continue
 		}
+		if !g.stillStored(ctx, repoIDs, im.Repository, im.Digest) {
+			continue // deleted from the registry
+		}
 		im.Pushed, im.Scanned, im.Created = fromMs(pushed), fromMs(scanned), fromMs(created)
 		json.Unmarshal([]byte(counts), &im.Counts)
 		json.Unmarshal([]byte(layers), &im.Layers)
@@ -70,6 +74,26 @@ func (g *Guard) Images(ctx context.Context, project string, visible func(repo st
 		out = append(out, im)
 	}
 	return out, rows.Err()
+}
+
+// stillStored reports whether the registry still holds repo@digest.
+func (g *Guard) stillStored(ctx context.Context, ids map[string]int64, repo, digest string) bool {
+	if g.o.Store == nil {
+		return true
+	}
+	id, ok := ids[repo]
+	if !ok {
+		id = -1
+		if rp, err := g.o.Store.RepoByName(ctx, repo); err == nil {
+			id = rp.ID
+		}
+		ids[repo] = id
+	}
+	if id < 0 {
+		return false
+	}
+	has, err := g.o.Store.HasManifest(ctx, id, digest)
+	return err != nil || has
 }
 
 // addTags fills Tags (tags pointing at the image or at its index).

@@ -57,6 +57,14 @@ func TestCorruptLayerFailsBoundedAndBlocksUnscanned(t *testing.T) {
 	if _, err := remote.Image(e.ref(t, "team/good:1"), basic("rita", "reader-pw")); err != nil {
 		t.Fatalf("pull of a clean image: %v", err)
 	}
+	// A deleted image leaves the listing.
+	if err := remote.Delete(e.ref(t, "team/bad@"+bad), basic("admin", adminPW)); err != nil {
+		t.Fatal(err)
+	}
+	ims, _ := e.g.Images(ctx, "team", nil)
+	if len(ims) != 1 || ims[0].Digest != good {
+		t.Fatalf("images after a delete: %+v", ims)
+	}
 }
 
 // TestJobsSurviveRestart: jobs queued or running when the server stops
