@@ -36,7 +36,9 @@ func (cataloger) Name() string { return "npm" }
 func (cataloger) Wants(p string, mode fs.FileMode, size int64) bool {
 	switch {
 	case strings.HasSuffix(p, "/package.json"):
-		return strings.Contains(p, "/node_modules/")
+		// Installed packages (under node_modules) and the project's own
+		// package.json (an application installed in the image).
+		return true
 	case strings.HasSuffix(p, "/package-lock.json"),
 		strings.HasSuffix(p, "/npm-shrinkwrap.json"),
 		strings.HasSuffix(p, "/yarn.lock"),

@@ -68,13 +68,27 @@ func readTestdata(t *testing.T, name string) []byte {
 	return b
 }
 
+func TestProjectPackageJSON(t *testing.T) {
+	pkgs, err := parsePackageJSON("/app/package.json", []byte(`{"name":"shop","version":"1.4.2","private":true,"license":"UNLICENSED"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pkgs) != 1 || pkgs[0].Name != "shop" || pkgs[0].Metadata["project"] != "true" || pkgs[0].Metadata["private"] != "true" {
+		t.Fatalf("project package.json: %+v", pkgs)
+	}
+	pkgs, _ = parsePackageJSON("/app/node_modules/x/package.json", []byte(`{"name":"x","version":"1.0.0"}`))
+	if len(pkgs) != 1 || pkgs[0].Metadata["project"] != "" {
+		t.Fatalf("installed package marked as project: %+v", pkgs)
+	}
+}
+
 func TestWants(t *testing.T) {
 	c := New()
 	for path, want := range map[string]bool{
 		"/app/node_modules/express/package.json":                     true,
 		"/app/node_modules/@types/node/package.json":                 true,
 		"/usr/lib/node_modules/npm/node_modules/semver/package.json": true,
-		"/app/package.json":                                          false,
+		"/app/package.json":                                          true,
 		"/app/package-lock.json":                                     true,
 		"/app/yarn.lock":                                             true,
 		"/app/pnpm-lock.yaml":                                        true,

@@ -13,13 +13,16 @@ import (
 type packageJSON struct {
 	Name     string          `json:"name"`
 	Version  string          `json:"version"`
+	Private  bool            `json:"private"`
 	License  json.RawMessage `json:"license"`
 	Licenses json.RawMessage `json:"licenses"`
 }
 
-// parsePackageJSON reads the package.json of an installed package. Files
-// without a name or a version (nested package.json files that only set
-// "type" or "main") declare no package.
+// parsePackageJSON reads the package.json of an installed package, or of a
+// project outside node_modules (an application in the image; marked with
+// Metadata["project"], and "private" when it says so). Files without a name
+// or a version (nested package.json files that only set "type" or "main")
+// declare no package.
 func parsePackageJSON(path string, data []byte) ([]catalog.Package, error) {
 	var pj packageJSON
 	if err := json.Unmarshal(data, &pj); err != nil {
@@ -37,7 +40,19 @@ func parsePackageJSON(path string, data []byte) ([]catalog.Package, error) {
 	}
 	c := newCollector(path, "")
 	c.add(pj.Name, strings.TrimSpace(pj.Version), false, false, lic)
-	return c.result(), nil
+	pkgs := c.result()
+	if !strings.Contains(path, "/node_modules/") {
+		for i := range pkgs {
+			if pkgs[i].Metadata == nil {
+				pkgs[i].Metadata = map[string]string{}
+			}
+			pkgs[i].Metadata["project"] = "true"
+			if pj.Private {
+				pkgs[i].Metadata["private"] = "true"
+			}
+		}
+	}
+	return pkgs, nil
 }
 
 // licenses reads a license declaration in any of the forms found in the
