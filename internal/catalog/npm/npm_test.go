@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/moat-dev/moat/internal/catalog"
+	"github.com/moat-dev/moat/internal/catalog/catalogtest"
 )
 
 // summary renders a package as "name@version [dev] [optional] [lic=A,B]".
@@ -27,45 +28,12 @@ func summary(p catalog.Package) string {
 
 func parseFile(t *testing.T, path string, data []byte) ([]catalog.Package, error) {
 	t.Helper()
-	c := New()
-	if !c.Wants(path, 0o644, int64(len(data))) {
-		t.Fatalf("Wants(%q) = false", path)
-	}
-	pkgs, err := c.Parse(context.Background(), catalog.NewFile(path, 0o644, data))
-	for _, p := range pkgs {
-		if p.Type != catalog.TypeNpm || p.Ecosystem != "npm" {
-			t.Errorf("%s: type %q ecosystem %q", p.Name, p.Type, p.Ecosystem)
-		}
-		if len(p.Locations) != 1 || p.Locations[0].Path != path {
-			t.Errorf("%s: locations %+v, want [%s]", p.Name, p.Locations, path)
-		}
-	}
-	return pkgs, err
-}
-
-func summaries(pkgs []catalog.Package) []string {
-	var out []string
-	for _, p := range pkgs {
-		out = append(out, summary(p))
-	}
-	return out
+	return catalogtest.Parse(t, New(), catalog.TypeNpm, "npm", path, data)
 }
 
 func check(t *testing.T, got []catalog.Package, want []string) {
 	t.Helper()
-	g := summaries(got)
-	if !slices.Equal(g, want) {
-		t.Errorf("packages:\n got  %q\n want %q", g, want)
-	}
-}
-
-func readTestdata(t *testing.T, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile("testdata/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	catalogtest.CheckSummary(t, got, summary, want)
 }
 
 func TestProjectPackageJSON(t *testing.T) {
@@ -84,7 +52,7 @@ func TestProjectPackageJSON(t *testing.T) {
 
 func TestWants(t *testing.T) {
 	c := New()
-	for path, want := range map[string]bool{
+	catalogtest.AssertWants(t, c, 100, map[string]bool{
 		"/app/node_modules/express/package.json":                     true,
 		"/app/node_modules/@types/node/package.json":                 true,
 		"/usr/lib/node_modules/npm/node_modules/semver/package.json": true,
@@ -100,22 +68,13 @@ func TestWants(t *testing.T) {
 		"/app/node_modules/foo/notpackage.json":                      false,
 		"/app/xpackage-lock.json":                                    false,
 		"/etc/passwd":                                                false,
-	} {
-		if got := c.Wants(path, 0o644, 100); got != want {
-			t.Errorf("Wants(%q) = %v, want %v", path, got, want)
-		}
-	}
+	})
 }
 
 func TestWantsAllocatesNothing(t *testing.T) {
-	c := New()
-	n := testing.AllocsPerRun(100, func() {
-		c.Wants("/app/node_modules/@types/node/package.json", 0o644, 100)
-		c.Wants("/usr/share/doc/x/copyright", 0o644, 100)
-	})
-	if n != 0 {
-		t.Errorf("Wants allocates %v times per call", n)
-	}
+	catalogtest.AssertWantsAllocatesNothing(t, New(), 0o644, 100,
+		"/app/node_modules/@types/node/package.json",
+		"/usr/share/doc/x/copyright")
 }
 
 func TestPackageJSON(t *testing.T) {
@@ -185,7 +144,7 @@ func TestPackageLock(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			pkgs, err := parseFile(t, "/app/package-lock.json", readTestdata(t, tt.file))
+			pkgs, err := parseFile(t, "/app/package-lock.json", catalogtest.ReadTestdata(t, tt.file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -260,7 +219,7 @@ func TestYarnLock(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			pkgs, err := parseFile(t, "/app/yarn.lock", readTestdata(t, tt.file))
+			pkgs, err := parseFile(t, "/app/yarn.lock", catalogtest.ReadTestdata(t, tt.file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -309,7 +268,7 @@ func TestPnpmLock(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			pkgs, err := parseFile(t, "/app/pnpm-lock.yaml", readTestdata(t, tt.file))
+			pkgs, err := parseFile(t, "/app/pnpm-lock.yaml", catalogtest.ReadTestdata(t, tt.file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -364,7 +323,7 @@ func TestSizeLimit(t *testing.T) {
 }
 
 func TestShrinkwrapAndSpilledFile(t *testing.T) {
-	data := readTestdata(t, "package-lock-v3.json")
+	data := catalogtest.ReadTestdata(t, "package-lock-v3.json")
 	tmp, err := os.CreateTemp(t.TempDir(), "spill-")
 	if err != nil {
 		t.Fatal(err)
@@ -424,7 +383,7 @@ func TestPnpmMultiDocument(t *testing.T) {
 func TestRealLockFilesAgree(t *testing.T) {
 	parse := func(file, as string) (all, dev []string) {
 		t.Helper()
-		pkgs, err := parseFile(t, "/app/"+as, readTestdata(t, "real/"+file))
+		pkgs, err := parseFile(t, "/app/"+as, catalogtest.ReadTestdata(t, "real/"+file))
 		if err != nil {
 			t.Fatalf("%s: %v", file, err)
 		}

@@ -1,13 +1,11 @@
 package php
 
 import (
-	"context"
-	"os"
-	"slices"
 	"strings"
 	"testing"
 
 	"github.com/moat-dev/moat/internal/catalog"
+	"github.com/moat-dev/moat/internal/catalog/catalogtest"
 )
 
 func summary(p catalog.Package) string {
@@ -23,17 +21,10 @@ func summary(p catalog.Package) string {
 
 func parseFile(t *testing.T, path string, data []byte) ([]catalog.Package, error) {
 	t.Helper()
-	c := New()
-	if !c.Wants(path, 0o644, int64(len(data))) {
-		t.Fatalf("Wants(%q) = false", path)
-	}
-	pkgs, err := c.Parse(context.Background(), catalog.NewFile(path, 0o644, data))
+	pkgs, err := catalogtest.Parse(t, New(), catalog.TypeComposer, "Packagist", path, data)
 	for _, p := range pkgs {
-		if p.Type != catalog.TypeComposer || p.Ecosystem != "Packagist" || p.Namespace != "" {
-			t.Errorf("%s: type %q ecosystem %q namespace %q", p.Name, p.Type, p.Ecosystem, p.Namespace)
-		}
-		if len(p.Locations) != 1 || p.Locations[0].Path != path {
-			t.Errorf("%s: locations %+v", p.Name, p.Locations)
+		if p.Namespace != "" {
+			t.Errorf("%s: namespace %q", p.Name, p.Namespace)
 		}
 	}
 	return pkgs, err
@@ -41,45 +32,24 @@ func parseFile(t *testing.T, path string, data []byte) ([]catalog.Package, error
 
 func check(t *testing.T, got []catalog.Package, want []string) {
 	t.Helper()
-	var g []string
-	for _, p := range got {
-		g = append(g, summary(p))
-	}
-	if !slices.Equal(g, want) {
-		t.Errorf("packages:\n got  %q\n want %q", g, want)
-	}
-}
-
-func readTestdata(t *testing.T, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile("testdata/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	catalogtest.CheckSummary(t, got, summary, want)
 }
 
 func TestWants(t *testing.T) {
 	c := New()
-	for path, want := range map[string]bool{
+	catalogtest.AssertWants(t, c, 10, map[string]bool{
 		"/var/www/html/composer.lock":                          true,
 		"/var/www/html/vendor/composer/installed.json":         true,
 		"/var/www/html/vendor/guzzlehttp/guzzle/composer.lock": false,
 		"/var/www/html/composer.json":                          false,
 		"/var/www/html/vendor/composer/installed.php":          false,
 		"/var/www/html/installed.json":                         false,
-	} {
-		if got := c.Wants(path, 0o644, 10); got != want {
-			t.Errorf("Wants(%q) = %v, want %v", path, got, want)
-		}
-	}
-	if n := testing.AllocsPerRun(100, func() { c.Wants("/var/www/html/vendor/composer/installed.json", 0o644, 1) }); n != 0 {
-		t.Errorf("Wants allocates %v times", n)
-	}
+	})
+	catalogtest.AssertWantsAllocatesNothing(t, c, 0o644, 1, "/var/www/html/vendor/composer/installed.json")
 }
 
 func TestComposerLock(t *testing.T) {
-	pkgs, err := parseFile(t, "/var/www/html/composer.lock", readTestdata(t, "composer.lock"))
+	pkgs, err := parseFile(t, "/var/www/html/composer.lock", catalogtest.ReadTestdata(t, "composer.lock"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +75,7 @@ func TestInstalledJSON(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			pkgs, err := parseFile(t, "/app/vendor/composer/installed.json", readTestdata(t, tt.file))
+			pkgs, err := parseFile(t, "/app/vendor/composer/installed.json", catalogtest.ReadTestdata(t, tt.file))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,13 +1,11 @@
 package python
 
 import (
-	"context"
-	"os"
-	"slices"
 	"strings"
 	"testing"
 
 	"github.com/moat-dev/moat/internal/catalog"
+	"github.com/moat-dev/moat/internal/catalog/catalogtest"
 )
 
 // summary renders a package as "name@version [dev] [optional] [lic=A|B]".
@@ -27,18 +25,8 @@ func summary(p catalog.Package) string {
 
 func parseFile(t *testing.T, path string, data []byte) ([]catalog.Package, error) {
 	t.Helper()
-	c := New()
-	if !c.Wants(path, 0o644, int64(len(data))) {
-		t.Fatalf("Wants(%q) = false", path)
-	}
-	pkgs, err := c.Parse(context.Background(), catalog.NewFile(path, 0o644, data))
+	pkgs, err := catalogtest.Parse(t, New(), catalog.TypePyPI, "PyPI", path, data)
 	for _, p := range pkgs {
-		if p.Type != catalog.TypePyPI || p.Ecosystem != "PyPI" {
-			t.Errorf("%s: type %q ecosystem %q", p.Name, p.Type, p.Ecosystem)
-		}
-		if len(p.Locations) != 1 || p.Locations[0].Path != path {
-			t.Errorf("%s: locations %+v, want [%s]", p.Name, p.Locations, path)
-		}
 		if p.Metadata["normalized"] != NormalizeName(p.Name) {
 			t.Errorf("%s: normalized %q", p.Name, p.Metadata["normalized"])
 		}
@@ -48,22 +36,7 @@ func parseFile(t *testing.T, path string, data []byte) ([]catalog.Package, error
 
 func check(t *testing.T, got []catalog.Package, want []string) {
 	t.Helper()
-	var g []string
-	for _, p := range got {
-		g = append(g, summary(p))
-	}
-	if !slices.Equal(g, want) {
-		t.Errorf("packages:\n got  %q\n want %q", g, want)
-	}
-}
-
-func readTestdata(t *testing.T, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile("testdata/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	catalogtest.CheckSummary(t, got, summary, want)
 }
 
 func TestNormalizeName(t *testing.T) {
@@ -85,7 +58,7 @@ func TestNormalizeName(t *testing.T) {
 
 func TestWants(t *testing.T) {
 	c := New()
-	for path, want := range map[string]bool{
+	catalogtest.AssertWants(t, c, 100, map[string]bool{
 		"/usr/lib/python3/dist-packages/six-1.16.0.dist-info/METADATA":           true,
 		"/usr/local/lib/python3.11/site-packages/Flask-3.0.0.dist-info/METADATA": true,
 		"/usr/lib/python3/dist-packages/chardet-5.1.0.egg-info/PKG-INFO":         true,
@@ -102,22 +75,13 @@ func TestWants(t *testing.T) {
 		"/usr/lib/python3/site-packages/somepkg/requirements.txt":   false,
 		"/usr/local/lib/python3.11/site-packages/tests/poetry.lock": false,
 		"/app/Pipfile":                                              false,
-	} {
-		if got := c.Wants(path, 0o644, 100); got != want {
-			t.Errorf("Wants(%q) = %v, want %v", path, got, want)
-		}
-	}
+	})
 }
 
 func TestWantsAllocatesNothing(t *testing.T) {
-	c := New()
-	n := testing.AllocsPerRun(100, func() {
-		c.Wants("/usr/lib/python3/dist-packages/six-1.16.0.dist-info/METADATA", 0o644, 100)
-		c.Wants("/usr/share/doc/x/copyright", 0o644, 100)
-	})
-	if n != 0 {
-		t.Errorf("Wants allocates %v times per call", n)
-	}
+	catalogtest.AssertWantsAllocatesNothing(t, New(), 0o644, 100,
+		"/usr/lib/python3/dist-packages/six-1.16.0.dist-info/METADATA",
+		"/usr/share/doc/x/copyright")
 }
 
 func TestMetadata(t *testing.T) {
@@ -126,7 +90,7 @@ func TestMetadata(t *testing.T) {
 		want       []string
 		wantErr    string
 	}{
-		{"dist-info with classifier license", string(readTestdata(t, "METADATA")),
+		{"dist-info with classifier license", string(catalogtest.ReadTestdata(t, "METADATA")),
 			[]string{"Flask_SQLAlchemy@3.1.1 lic=BSD License"}, ""},
 		{"license expression wins", "Metadata-Version: 2.4\nName: attrs\nVersion: 24.2.0\nLicense-Expression: MIT\nLicense: Something else\nClassifier: License :: OSI Approved :: MIT License\n",
 			[]string{"attrs@24.2.0 lic=MIT"}, ""},
@@ -174,7 +138,7 @@ func TestEggInfoFileAndPKGINFO(t *testing.T) {
 }
 
 func TestPoetryLock(t *testing.T) {
-	pkgs, err := parseFile(t, "/app/poetry.lock", readTestdata(t, "poetry.lock"))
+	pkgs, err := parseFile(t, "/app/poetry.lock", catalogtest.ReadTestdata(t, "poetry.lock"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +147,7 @@ func TestPoetryLock(t *testing.T) {
 		t.Errorf("metadata %v / %v", pkgs[2].Metadata, pkgs[0].Metadata)
 	}
 
-	pkgs, err = parseFile(t, "/app/poetry.lock", readTestdata(t, "poetry2.lock"))
+	pkgs, err = parseFile(t, "/app/poetry.lock", catalogtest.ReadTestdata(t, "poetry2.lock"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +165,7 @@ func TestPoetryLock(t *testing.T) {
 }
 
 func TestPipfileLock(t *testing.T) {
-	pkgs, err := parseFile(t, "/app/Pipfile.lock", readTestdata(t, "Pipfile.lock"))
+	pkgs, err := parseFile(t, "/app/Pipfile.lock", catalogtest.ReadTestdata(t, "Pipfile.lock"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +179,7 @@ func TestPipfileLock(t *testing.T) {
 }
 
 func TestRequirements(t *testing.T) {
-	pkgs, err := parseFile(t, "/app/requirements.txt", readTestdata(t, "requirements.txt"))
+	pkgs, err := parseFile(t, "/app/requirements.txt", catalogtest.ReadTestdata(t, "requirements.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +214,7 @@ func TestSizeLimit(t *testing.T) {
 }
 
 func TestUVLock(t *testing.T) {
-	pkgs, err := parseFile(t, "/app/uv.lock", readTestdata(t, "uv.lock"))
+	pkgs, err := parseFile(t, "/app/uv.lock", catalogtest.ReadTestdata(t, "uv.lock"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,13 +1,12 @@
 package ruby
 
 import (
-	"context"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 
 	"github.com/moat-dev/moat/internal/catalog"
+	"github.com/moat-dev/moat/internal/catalog/catalogtest"
 )
 
 func summary(p catalog.Package) string {
@@ -23,36 +22,17 @@ func summary(p catalog.Package) string {
 
 func parseFile(t *testing.T, path string, data []byte) ([]catalog.Package, error) {
 	t.Helper()
-	c := New()
-	if !c.Wants(path, 0o644, int64(len(data))) {
-		t.Fatalf("Wants(%q) = false", path)
-	}
-	pkgs, err := c.Parse(context.Background(), catalog.NewFile(path, 0o644, data))
-	for _, p := range pkgs {
-		if p.Type != catalog.TypeGem || p.Ecosystem != "RubyGems" {
-			t.Errorf("%s: type %q ecosystem %q", p.Name, p.Type, p.Ecosystem)
-		}
-		if len(p.Locations) != 1 || p.Locations[0].Path != path {
-			t.Errorf("%s: locations %+v", p.Name, p.Locations)
-		}
-	}
-	return pkgs, err
+	return catalogtest.Parse(t, New(), catalog.TypeGem, "RubyGems", path, data)
 }
 
 func check(t *testing.T, got []catalog.Package, want []string) {
 	t.Helper()
-	var g []string
-	for _, p := range got {
-		g = append(g, summary(p))
-	}
-	if !slices.Equal(g, want) {
-		t.Errorf("packages:\n got  %q\n want %q", g, want)
-	}
+	catalogtest.CheckSummary(t, got, summary, want)
 }
 
 func TestWants(t *testing.T) {
 	c := New()
-	for path, want := range map[string]bool{
+	catalogtest.AssertWants(t, c, 10, map[string]bool{
 		"/usr/local/bundle/specifications/rake-13.0.6.gemspec":                     true,
 		"/usr/local/lib/ruby/gems/3.2.0/specifications/default/json-2.6.3.gemspec": true,
 		"/var/lib/gems/3.1.0/specifications/nokogiri-1.15.4-x86_64-linux.gemspec":  true,
@@ -61,14 +41,8 @@ func TestWants(t *testing.T) {
 		"/usr/local/bundle/gems/rack-2.2.8/Gemfile.lock": false,
 		"/app/Gemfile":                   false,
 		"/app/specifications/readme.txt": false,
-	} {
-		if got := c.Wants(path, 0o644, 10); got != want {
-			t.Errorf("Wants(%q) = %v, want %v", path, got, want)
-		}
-	}
-	if n := testing.AllocsPerRun(100, func() { c.Wants("/usr/local/bundle/specifications/rake-13.0.6.gemspec", 0o644, 1) }); n != 0 {
-		t.Errorf("Wants allocates %v times", n)
-	}
+	})
+	catalogtest.AssertWantsAllocatesNothing(t, c, 0o644, 1, "/usr/local/bundle/specifications/rake-13.0.6.gemspec")
 }
 
 func TestGemspec(t *testing.T) {
