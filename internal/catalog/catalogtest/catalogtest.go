@@ -148,3 +148,23 @@ func FuzzParse(f *testing.F, parse func(path string, data []byte) ([]catalog.Pac
 		}
 	})
 }
+
+// HasNameVersion is a FuzzParse check: every package has a name and a
+// version.
+func HasNameVersion(p catalog.Package) string {
+	if p.Name == "" || p.Version == "" {
+		return "package without name or version"
+	}
+	return ""
+}
+
+// ValidNameVersion returns a FuzzParse check that the name and version of
+// every package pass the cataloger's own validName and validVersion.
+func ValidNameVersion(validName, validVersion func(string) bool) func(catalog.Package) string {
+	return func(p catalog.Package) string {
+		if !validName(p.Name) || !validVersion(p.Version) {
+			return "invalid package"
+		}
+		return ""
+	}
+}

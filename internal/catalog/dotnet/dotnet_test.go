@@ -1,51 +1,31 @@
 package dotnet
 
 import (
-	"context"
 	"os"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/moat-dev/moat/internal/catalog"
+	"github.com/moat-dev/moat/internal/catalog/catalogtest"
 )
 
 func parseFile(t *testing.T, path string, data []byte) ([]string, []catalog.Package, error) {
 	t.Helper()
-	c := New()
-	if !c.Wants(path, 0o644, int64(len(data))) {
-		t.Fatalf("Wants(%q) = false", path)
-	}
-	pkgs, err := c.Parse(context.Background(), catalog.NewFile(path, 0o644, data))
-	var out []string
-	for _, p := range pkgs {
-		if p.Type != catalog.TypeNuGet || p.Ecosystem != "NuGet" {
-			t.Errorf("%s: type %q ecosystem %q", p.Name, p.Type, p.Ecosystem)
-		}
-		if len(p.Locations) != 1 || p.Locations[0].Path != path {
-			t.Errorf("%s: locations %+v", p.Name, p.Locations)
-		}
-		out = append(out, p.Name+"@"+p.Version)
-	}
-	return out, pkgs, err
+	pkgs, err := catalogtest.Parse(t, New(), catalog.TypeNuGet, "NuGet", path, data)
+	return catalogtest.Summary(pkgs, catalogtest.NameVersion), pkgs, err
 }
 
 func TestWants(t *testing.T) {
 	c := New()
-	for path, want := range map[string]bool{
+	catalogtest.AssertWants(t, c, 10, map[string]bool{
 		"/app/WebApi.deps.json": true,
 		"/usr/share/dotnet/shared/Microsoft.NETCore.App/8.0.0/Microsoft.NETCore.App.deps.json": true,
 		"/app/WebApi.runtimeconfig.json": false,
 		"/app/deps.json":                 false,
 		"/app/.deps.json":                false,
-	} {
-		if got := c.Wants(path, 0o644, 10); got != want {
-			t.Errorf("Wants(%q) = %v, want %v", path, got, want)
-		}
-	}
-	if n := testing.AllocsPerRun(100, func() { c.Wants("/app/WebApi.deps.json", 0o644, 1) }); n != 0 {
-		t.Errorf("Wants allocates %v times", n)
-	}
+	})
+	catalogtest.AssertWantsAllocatesNothing(t, c, 0o644, 1, "/app/WebApi.deps.json")
 }
 
 func TestDepsJSON(t *testing.T) {
@@ -86,18 +66,6 @@ func TestDepsJSONMalformed(t *testing.T) {
 }
 
 func FuzzDepsJSON(f *testing.F) {
-	data, err := os.ReadFile("testdata/WebApi.deps.json")
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(data)
-	f.Add([]byte(`{"libraries":{"a/1":{"type":"package","path":"a/1"}}}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		pkgs, _ := parseDepsJSON("/x.deps.json", data)
-		for _, p := range pkgs {
-			if !validName(p.Name) || !validVersion(p.Version) {
-				t.Fatalf("invalid package: %+v", p)
-			}
-		}
-	})
+	catalogtest.FuzzParse(f, parseDepsJSON, "/x.deps.json", catalogtest.ValidNameVersion(validName, validVersion),
+		"testdata/WebApi.deps.json", `{"libraries":{"a/1":{"type":"package","path":"a/1"}}}`)
 }

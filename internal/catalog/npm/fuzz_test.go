@@ -2,35 +2,16 @@ package npm
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/moat-dev/moat/internal/catalog"
+	"github.com/moat-dev/moat/internal/catalog/catalogtest"
 )
 
 func fuzzParser(f *testing.F, parse func(string, []byte) ([]catalog.Package, error), seeds ...string) {
-	for _, s := range seeds {
-		if strings.HasPrefix(s, "testdata/") {
-			b, err := os.ReadFile(s)
-			if err != nil {
-				f.Fatal(err)
-			}
-			f.Add(b)
-			continue
-		}
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		pkgs, _ := parse("/app/x", data)
-		for _, p := range pkgs {
-			if p.Name == "" || p.Version == "" {
-				t.Fatalf("package without name or version: %+v", p)
-			}
-		}
-	})
+	catalogtest.FuzzParse(f, parse, "/app/x", catalogtest.HasNameVersion, seeds...)
 }
-
 func FuzzPackageJSON(f *testing.F) {
 	fuzzParser(f, parsePackageJSON,
 		`{"name":"express","version":"4.18.2","license":"MIT"}`,

@@ -1,25 +1,19 @@
 package php
 
 import (
-	"os"
 	"testing"
+
+	"github.com/moat-dev/moat/internal/catalog"
+	"github.com/moat-dev/moat/internal/catalog/catalogtest"
 )
 
 func FuzzComposer(f *testing.F) {
-	for _, n := range []string{"composer.lock", "installed-v1.json", "installed-v2.json"} {
-		b, err := os.ReadFile("testdata/" + n)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
+	// The same input goes through both parsers.
+	parseBoth := func(_ string, data []byte) ([]catalog.Package, error) {
 		a, _ := parseComposerLock("/app/composer.lock", data)
 		b, _ := parseInstalled("/app/vendor/composer/installed.json", data)
-		for _, p := range append(a, b...) {
-			if !validName(p.Name) || !validVersion(p.Version) {
-				t.Fatalf("invalid package: %+v", p)
-			}
-		}
-	})
+		return append(a, b...), nil
+	}
+	catalogtest.FuzzParse(f, parseBoth, "", catalogtest.ValidNameVersion(validName, validVersion),
+		"testdata/composer.lock", "testdata/installed-v1.json", "testdata/installed-v2.json")
 }

@@ -2,35 +2,21 @@ package python
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/moat-dev/moat/internal/catalog"
+	"github.com/moat-dev/moat/internal/catalog/catalogtest"
 )
 
 func fuzzParser(f *testing.F, parse func(string, []byte) ([]catalog.Package, error), seeds ...string) {
-	for _, s := range seeds {
-		if strings.HasPrefix(s, "testdata/") {
-			b, err := os.ReadFile(s)
-			if err != nil {
-				f.Fatal(err)
-			}
-			f.Add(b)
-			continue
+	catalogtest.FuzzParse(f, parse, "/app/requirements.txt", func(p catalog.Package) string {
+		if p.Name == "" || p.Version == "" || p.Metadata["normalized"] == "" {
+			return "incomplete package"
 		}
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		pkgs, _ := parse("/app/requirements.txt", data)
-		for _, p := range pkgs {
-			if p.Name == "" || p.Version == "" || p.Metadata["normalized"] == "" {
-				t.Fatalf("incomplete package: %+v", p)
-			}
-		}
-	})
+		return ""
+	}, seeds...)
 }
-
 func FuzzMetadata(f *testing.F) {
 	fuzzParser(f, parseMetadata, "testdata/METADATA",
 		"Name: a\nVersion: 1\nLicense: x\n  continued\nClassifier: License :: MIT\n")
