@@ -168,3 +168,36 @@ func ValidNameVersion(validName, validVersion func(string) bool) func(catalog.Pa
 		return ""
 	}
 }
+
+// Describe renders a package as "name@version", then for each key in
+// order: " key" when Metadata[key] is "true", or, for a key written
+// "key=", " key=value" when Metadata[key] is not empty; then
+// " lic=A<sep>B" when the package has licenses.
+func Describe(p catalog.Package, licenseSep string, keys ...string) string {
+	s := p.Name + "@" + p.Version
+	for _, k := range keys {
+		if name, ok := strings.CutSuffix(k, "="); ok {
+			if v := p.Metadata[name]; v != "" {
+				s += " " + name + "=" + v
+			}
+		} else if p.Metadata[k] == "true" {
+			s += " " + k
+		}
+	}
+	if len(p.Licenses) > 0 {
+		s += " lic=" + strings.Join(p.Licenses, licenseSep)
+	}
+	return s
+}
+
+// RequireErr stops the test unless err matches wantErr: nil when wantErr
+// is empty, else an error whose text contains wantErr.
+func RequireErr(t testing.TB, err error, wantErr string) {
+	t.Helper()
+	if wantErr == "" && err != nil {
+		t.Fatalf("unexpected error: %v", err)
+	}
+	if wantErr != "" && (err == nil || !strings.Contains(err.Error(), wantErr)) {
+		t.Fatalf("error %v, want one containing %q", err, wantErr)
+	}
+}

@@ -8,15 +8,9 @@ import (
 	"github.com/moat-dev/moat/internal/catalog/catalogtest"
 )
 
+// summary renders a package as "name@version [dev] [lic=A,B]".
 func summary(p catalog.Package) string {
-	s := p.Name + "@" + p.Version
-	if p.Metadata["dev"] == "true" {
-		s += " dev"
-	}
-	if len(p.Licenses) > 0 {
-		s += " lic=" + strings.Join(p.Licenses, ",")
-	}
-	return s
+	return catalogtest.Describe(p, ",", "dev")
 }
 
 func parseFile(t *testing.T, path string, data []byte) ([]catalog.Package, error) {

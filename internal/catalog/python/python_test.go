@@ -10,17 +10,7 @@ import (
 
 // summary renders a package as "name@version [dev] [optional] [lic=A|B]".
 func summary(p catalog.Package) string {
-	s := p.Name + "@" + p.Version
-	if p.Metadata["dev"] == "true" {
-		s += " dev"
-	}
-	if p.Metadata["optional"] == "true" {
-		s += " optional"
-	}
-	if len(p.Licenses) > 0 {
-		s += " lic=" + strings.Join(p.Licenses, "|")
-	}
-	return s
+	return catalogtest.Describe(p, "|", "dev", "optional")
 }
 
 func parseFile(t *testing.T, path string, data []byte) ([]catalog.Package, error) {
@@ -109,12 +99,7 @@ func TestMetadata(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			pkgs, err := parseFile(t, "/usr/lib/python3/dist-packages/x-1.0.dist-info/METADATA", []byte(tt.text))
-			if tt.wantErr == "" && err != nil {
-				t.Fatalf("unexpected error: %v", err)
-			}
-			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
-				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
-			}
+			catalogtest.RequireErr(t, err, tt.wantErr)
 			check(t, pkgs, tt.want)
 		})
 	}

@@ -9,15 +9,9 @@ import (
 	"github.com/moat-dev/moat/internal/catalog/catalogtest"
 )
 
+// summary renders a package as "name@version [platform=P] [lic=A,B]".
 func summary(p catalog.Package) string {
-	s := p.Name + "@" + p.Version
-	if pl := p.Metadata["platform"]; pl != "" {
-		s += " platform=" + pl
-	}
-	if len(p.Licenses) > 0 {
-		s += " lic=" + strings.Join(p.Licenses, ",")
-	}
-	return s
+	return catalogtest.Describe(p, ",", "platform=")
 }
 
 func parseFile(t *testing.T, path string, data []byte) ([]catalog.Package, error) {
@@ -72,12 +66,7 @@ func TestGemspec(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			pkgs, err := parseFile(t, "/usr/local/bundle/specifications/x.gemspec", []byte(tt.src))
-			if tt.wantErr == "" && err != nil {
-				t.Fatalf("unexpected error: %v", err)
-			}
-			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
-				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
-			}
+			catalogtest.RequireErr(t, err, tt.wantErr)
 			check(t, pkgs, tt.want)
 		})
 	}
