@@ -139,8 +139,15 @@ func FuzzParse(f *testing.F, parse func(path string, data []byte) ([]catalog.Pac
 		}
 		f.Add([]byte(s))
 	}
+	FuzzPackages(f, func(data []byte) ([]catalog.Package, error) { return parse(path, data) }, valid)
+}
+
+// FuzzPackages runs the fuzz target of f on parse (seeds are added by the
+// caller): parse must not panic, and every package it returns must pass
+// valid (a non-empty reason fails the fuzz case).
+func FuzzPackages(f *testing.F, parse func(data []byte) ([]catalog.Package, error), valid func(catalog.Package) string) {
 	f.Fuzz(func(t *testing.T, data []byte) {
-		pkgs, _ := parse(path, data)
+		pkgs, _ := parse(data)
 		for _, p := range pkgs {
 			if why := valid(p); why != "" {
 				t.Fatalf("%s: %+v", why, p)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/moat-dev/moat/internal/catalog"
+	"github.com/moat-dev/moat/internal/catalog/catalogtest"
 )
 
 const sample = `Package: libc6
@@ -74,18 +75,14 @@ func TestMalformed(t *testing.T) {
 
 func TestWants(t *testing.T) {
 	c := New()
-	for p, want := range map[string]bool{
+	catalogtest.AssertWants(t, c, 10, map[string]bool{
 		"/var/lib/dpkg/status":                 true,
 		"/var/lib/dpkg/status-old":             false,
 		"/var/lib/dpkg/status.d/libc6":         true,
 		"/var/lib/dpkg/status.d/libc6.md5sums": false,
 		"/var/lib/dpkg/status.d/sub/x":         false,
 		"/home/x/var/lib/dpkg/status":          false,
-	} {
-		if got := c.Wants(p, 0o644, 10); got != want {
-			t.Errorf("Wants(%s) = %v", p, got)
-		}
-	}
+	})
 }
 
 // TestRealStatus parses this machine's own dpkg database and compares it

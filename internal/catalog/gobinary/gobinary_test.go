@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/moat-dev/moat/internal/catalog"
+	"github.com/moat-dev/moat/internal/catalog/catalogtest"
 )
 
 const helloGoMod = `module example.com/hello
@@ -258,9 +259,7 @@ func TestWants(t *testing.T) {
 
 func TestWantsAllocs(t *testing.T) {
 	c := New()
-	if n := testing.AllocsPerRun(100, func() { c.Wants("/usr/bin/x", 0o755, 4096) }); n != 0 {
-		t.Fatalf("Wants allocates %v times", n)
-	}
+	catalogtest.AssertWantsAllocatesNothing(t, c, 0o755, 4096, "/usr/bin/x")
 }
 
 func TestGoVersionToSemver(t *testing.T) {

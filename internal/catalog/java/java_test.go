@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/moat-dev/moat/internal/catalog"
+	"github.com/moat-dev/moat/internal/catalog/catalogtest"
 )
 
 type entry struct {
@@ -330,22 +331,16 @@ func TestCorrupt(t *testing.T) {
 
 func TestWants(t *testing.T) {
 	c := New()
-	for p, want := range map[string]bool{
+	catalogtest.AssertWants(t, c, 1000, map[string]bool{
 		"/a/b.jar": true, "/a/B.JAR": true, "/x.war": true, "/x.ear": true, "/x.jpi": true, "/x.hpi": true,
 		"/x.par": true, "/x.sar": true, "/x.nar": true, "/x.lpkg": true, "/x.LPKG": true,
 		"/.lpkg": false, "/x.rar": false, "/x.tar": false, "/x.jpg": false, "/x.api": false, "/x.hpkg": false,
 		"/x.zip": false, "/jar": false, "/x.jarx": false, "/.jar": false, "/x.class": false,
-	} {
-		if got := c.Wants(p, 0o644, 1000); got != want {
-			t.Errorf("Wants(%s) = %v", p, got)
-		}
-	}
+	})
 	if c.Wants("/x.jar", 0o644, 10) {
 		t.Error("wants a 10-byte jar")
 	}
-	if n := testing.AllocsPerRun(100, func() { c.Wants("/usr/share/java/x.jar", 0o644, 4096) }); n != 0 {
-		t.Fatalf("Wants allocates %v times", n)
-	}
+	catalogtest.AssertWantsAllocatesNothing(t, c, 0o644, 4096, "/usr/share/java/x.jar")
 }
 
 func TestParseManifest(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/moat-dev/moat/internal/catalog"
+	"github.com/moat-dev/moat/internal/catalog/catalogtest"
 )
 
 func summary(t *testing.T, pkgs []catalog.Package, loc string) []string {
@@ -248,9 +249,7 @@ func TestWants(t *testing.T) {
 			t.Errorf("Wants(%s, %v, %d) = %v", tc.path, tc.mode, tc.size, got)
 		}
 	}
-	if n := testing.AllocsPerRun(100, func() { c.Wants("/usr/lib/x/Cargo.lock", 0o644, 4096) }); n != 0 {
-		t.Fatalf("Wants allocates %v times", n)
-	}
+	catalogtest.AssertWantsAllocatesNothing(t, c, 0o644, 4096, "/usr/lib/x/Cargo.lock")
 }
 
 func FuzzCargoLock(f *testing.F) {
@@ -260,28 +259,14 @@ func FuzzCargoLock(f *testing.F) {
 		}
 	}
 	f.Add([]byte("version = 3\n[[package]]\nname = 1\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		pkgs, _ := ParseCargoLock(data)
-		for _, p := range pkgs {
-			if p.Name == "" || p.Version == "" {
-				t.Fatalf("bad package %+v", p)
-			}
-		}
-	})
+	catalogtest.FuzzPackages(f, ParseCargoLock, catalogtest.HasNameVersion)
 }
 
 func FuzzDecodeDepV0(f *testing.F) {
 	f.Add(zlibJSON(f, auditJSON))
 	f.Add(zlibJSON(f, `{"packages":[{"name":"a","version":"1","root":true}]}`))
 	f.Add([]byte("x\x9c"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		pkgs, _ := DecodeDepV0(data)
-		for _, p := range pkgs {
-			if p.Name == "" || p.Version == "" {
-				t.Fatalf("bad package %+v", p)
-			}
-		}
-	})
+	catalogtest.FuzzPackages(f, DecodeDepV0, catalogtest.HasNameVersion)
 }
 
 // FuzzAuditableBinary feeds arbitrary executables to the section reader.
