@@ -208,3 +208,20 @@ func RequireErr(t testing.TB, err error, wantErr string) {
 		t.Fatalf("error %v, want one containing %q", err, wantErr)
 	}
 }
+
+// AssertSplits checks a function that splits a string into a name and a
+// version: for each input of want, split must give "name version", or
+// report !ok when the wanted result is failed.
+func AssertSplits(t testing.TB, split func(string) (name, version string, ok bool), failed string, want map[string]string) {
+	t.Helper()
+	for in, w := range want {
+		n, v, ok := split(in)
+		got := n + " " + v
+		if !ok {
+			got = failed
+		}
+		if got != w {
+			t.Errorf("split(%q) = %q, want %q", in, got, w)
+		}
+	}
+}

@@ -354,7 +354,7 @@ func TestParseManifest(t *testing.T) {
 }
 
 func TestNameVersionFromFileName(t *testing.T) {
-	for in, want := range map[string]string{
+	catalogtest.AssertSplits(t, NameVersionFromFileName, "", map[string]string{
 		"commons-lang3-3.12.0.jar":       "commons-lang3 3.12.0",
 		"log4j-1.2-api-2.17.1.jar":       "log4j-1.2-api 2.17.1",
 		"jackson-core-2.13.4-1.jar":      "jackson-core 2.13.4-1",
@@ -364,16 +364,7 @@ func TestNameVersionFromFileName(t *testing.T) {
 		"foo-1.jar":                      "foo 1",
 		"foo.jar":                        "",
 		"-1.0.jar":                       "",
-	} {
-		n, v, ok := NameVersionFromFileName(in)
-		got := n + " " + v
-		if !ok {
-			got = ""
-		}
-		if got != want {
-			t.Errorf("%s: got %q want %q", in, got, want)
-		}
-	}
+	})
 }
 
 func FuzzParseArchive(f *testing.F) {

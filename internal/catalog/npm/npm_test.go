@@ -263,7 +263,7 @@ func TestPnpmLock(t *testing.T) {
 }
 
 func TestPnpmKey(t *testing.T) {
-	for key, want := range map[string]string{
+	catalogtest.AssertSplits(t, parsePnpmKey, "fail", map[string]string{
 		"/lodash/4.17.21":                              "lodash 4.17.21",
 		"/@babel/core/7.20.0":                          "@babel/core 7.20.0",
 		"/@emotion/react/11.10.5_react@18.2.0":         "@emotion/react 11.10.5",
@@ -275,16 +275,7 @@ func TestPnpmKey(t *testing.T) {
 		"@babel/core@7.20.0":                           "@babel/core 7.20.0",
 		"foo@1.0.0(@types/react@18.2.45)":              "foo 1.0.0",
 		"/nover":                                       "fail",
-	} {
-		n, v, ok := parsePnpmKey(key)
-		got := n + " " + v
-		if !ok {
-			got = "fail"
-		}
-		if got != want {
-			t.Errorf("parsePnpmKey(%q) = %q, want %q", key, got, want)
-		}
-	}
+	})
 }
 
 func TestPnpmMalformed(t *testing.T) {
