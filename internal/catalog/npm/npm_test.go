@@ -21,11 +21,6 @@ func parseFile(t *testing.T, path string, data []byte) ([]catalog.Package, error
 	return catalogtest.Parse(t, New(), catalog.TypeNpm, "npm", path, data)
 }
 
-func check(t *testing.T, got []catalog.Package, want []string) {
-	t.Helper()
-	catalogtest.CheckSummary(t, got, summary, want)
-}
-
 func TestProjectPackageJSON(t *testing.T) {
 	pkgs, err := parsePackageJSON("/app/package.json", []byte(`{"name":"shop","version":"1.4.2","private":true,"license":"UNLICENSED"}`))
 	if err != nil {
@@ -94,7 +89,7 @@ func TestPackageJSON(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			pkgs, err := parseFile(t, "/app/node_modules/x/package.json", []byte(tt.json))
 			catalogtest.RequireErr(t, err, tt.wantErr)
-			check(t, pkgs, tt.want)
+			catalogtest.CheckSummary(t, pkgs, summary, tt.want)
 			for _, p := range pkgs {
 				if p.Metadata != nil {
 					t.Errorf("installed package has metadata %v", p.Metadata)
@@ -133,7 +128,7 @@ func TestPackageLock(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			check(t, pkgs, tt.want)
+			catalogtest.CheckSummary(t, pkgs, summary, tt.want)
 			for _, p := range pkgs {
 				if p.Metadata["lockfile"] != "package-lock.json" {
 					t.Errorf("%s: lockfile metadata %q", p.Name, p.Metadata["lockfile"])
@@ -152,7 +147,7 @@ func TestPackageLockV2PrefersPackages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check(t, pkgs, []string{"left-pad@1.3.0"})
+	catalogtest.CheckSummary(t, pkgs, summary, []string{"left-pad@1.3.0"})
 }
 
 func TestPackageLockDuplicatesMergeDev(t *testing.T) {
@@ -164,7 +159,7 @@ func TestPackageLockDuplicatesMergeDev(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check(t, pkgs, []string{"ms@2.1.3"})
+	catalogtest.CheckSummary(t, pkgs, summary, []string{"ms@2.1.3"})
 }
 
 func TestPackageLockPartlyMalformed(t *testing.T) {
@@ -175,7 +170,7 @@ func TestPackageLockPartlyMalformed(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `invalid package name in "node_modules/bad name"`) {
 		t.Errorf("error = %v", err)
 	}
-	check(t, pkgs, []string{"good@1.0.0"})
+	catalogtest.CheckSummary(t, pkgs, summary, []string{"good@1.0.0"})
 
 	_, err = parseFile(t, "/srv/package-lock.json", []byte(`{"lockfileVersion":3,"packages":{`))
 	if err == nil || !strings.Contains(err.Error(), "invalid JSON at line 1") {
@@ -208,7 +203,7 @@ func TestYarnLock(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			check(t, pkgs, tt.want)
+			catalogtest.CheckSummary(t, pkgs, summary, tt.want)
 		})
 	}
 }
@@ -216,7 +211,7 @@ func TestYarnLock(t *testing.T) {
 func TestYarnClassicMalformed(t *testing.T) {
 	lock := "# yarn lockfile v1\n\nleft-pad@^1.3.0:\n  version \"1.3.0\"\n\nno-version@^1:\n  resolved \"x\"\n\ngarbage line\n  version \"1\"\n"
 	pkgs, err := parseFile(t, "/app/yarn.lock", []byte(lock))
-	check(t, pkgs, []string{"left-pad@1.3.0"})
+	catalogtest.CheckSummary(t, pkgs, summary, []string{"left-pad@1.3.0"})
 	if err == nil || !strings.Contains(err.Error(), `entry "no-version@^1:" has no version`) ||
 		!strings.Contains(err.Error(), "line 9: expected an entry header") {
 		t.Errorf("error = %v", err)
@@ -257,7 +252,7 @@ func TestPnpmLock(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			check(t, pkgs, tt.want)
+			catalogtest.CheckSummary(t, pkgs, summary, tt.want)
 		})
 	}
 }
@@ -284,7 +279,7 @@ func TestPnpmMalformed(t *testing.T) {
 		t.Errorf("error = %v", err)
 	}
 	pkgs, err := parseFile(t, "/app/pnpm-lock.yaml", []byte("lockfileVersion: '9.0'\npackages:\n  ok@1.0.0: {}\n  'bad name@1.0.0': {}\n"))
-	check(t, pkgs, []string{"ok@1.0.0"})
+	catalogtest.CheckSummary(t, pkgs, summary, []string{"ok@1.0.0"})
 	if err == nil || !strings.Contains(err.Error(), `key "bad name@1.0.0"`) {
 		t.Errorf("error = %v", err)
 	}
@@ -323,14 +318,14 @@ func TestLockFilesToleratePartialDamage(t *testing.T) {
 	// lose the other packages.
 	berry := "__metadata:\n  version: 6\n\n\"a@npm:1.0.0\":\n  version: 1.0.0\n  resolution: \"a@npm:1.0.0\"\n\n\"a@npm:1.0.0\":\n  version: 1.0.0\n  resolution: \"a@npm:1.0.0\"\n\n\"b@npm:2.0.0\":\n  version: [2]\n  resolution: \"b@npm:2.0.0\"\n\n\"c@npm:3.0.0\":\n  version: 3.0.0\n  resolution: \"c@npm:3.0.0\"\n"
 	pkgs, err := parseFile(t, "/app/yarn.lock", []byte(berry))
-	check(t, pkgs, []string{"a@1.0.0", "c@3.0.0"})
+	catalogtest.CheckSummary(t, pkgs, summary, []string{"a@1.0.0", "c@3.0.0"})
 	if err == nil || !strings.Contains(err.Error(), `line 12: entry "b@npm:2.0.0"`) {
 		t.Errorf("error = %v", err)
 	}
 
 	pnpm := "lockfileVersion: '6.0'\npackages:\n  /a@1.0.0:\n    dev: false\n  /b@2.0.0:\n    dev: [oops]\n  /c@3.0.0:\n    dev: true\n"
 	pkgs, err = parseFile(t, "/app/pnpm-lock.yaml", []byte(pnpm))
-	check(t, pkgs, []string{"a@1.0.0", "c@3.0.0 dev"})
+	catalogtest.CheckSummary(t, pkgs, summary, []string{"a@1.0.0", "c@3.0.0 dev"})
 	if err == nil || !strings.Contains(err.Error(), `line 5: packages entry "/b@2.0.0"`) {
 		t.Errorf("error = %v", err)
 	}
@@ -340,7 +335,7 @@ func TestLockFilesToleratePartialDamage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check(t, pkgs, []string{"async@3.2.4 dev"})
+	catalogtest.CheckSummary(t, pkgs, summary, []string{"async@3.2.4 dev"})
 }
 
 func TestPnpmMultiDocument(t *testing.T) {
@@ -349,7 +344,7 @@ func TestPnpmMultiDocument(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check(t, pkgs, []string{"left-pad@1.3.0"})
+	catalogtest.CheckSummary(t, pkgs, summary, []string{"left-pad@1.3.0"})
 }
 
 // TestRealLockFilesAgree parses the lock files that npm, pnpm 8 and 9 and

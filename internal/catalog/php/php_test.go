@@ -24,11 +24,6 @@ func parseFile(t *testing.T, path string, data []byte) ([]catalog.Package, error
 	return pkgs, err
 }
 
-func check(t *testing.T, got []catalog.Package, want []string) {
-	t.Helper()
-	catalogtest.CheckSummary(t, got, summary, want)
-}
-
 func TestWants(t *testing.T) {
 	c := New()
 	catalogtest.AssertWants(t, c, 10, map[string]bool{
@@ -47,7 +42,7 @@ func TestComposerLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check(t, pkgs, []string{
+	catalogtest.CheckSummary(t, pkgs, summary, []string{
 		"acme/legacy@dev-master lic=proprietary",
 		"guzzlehttp/guzzle@7.8.1 lic=MIT",
 		"monolog/monolog@3.5.0 lic=MIT,Apache-2.0",
@@ -73,14 +68,14 @@ func TestInstalledJSON(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			check(t, pkgs, tt.want)
+			catalogtest.CheckSummary(t, pkgs, summary, tt.want)
 		})
 	}
 }
 
 func TestMalformed(t *testing.T) {
 	pkgs, err := parseFile(t, "/app/composer.lock", []byte(`{"packages":[{"name":"a/b","version":"1.0.0"},{"name":"nonamespace","version":"1"},{"name":"c/d","version":2}]}`))
-	check(t, pkgs, []string{"a/b@1.0.0"})
+	catalogtest.CheckSummary(t, pkgs, summary, []string{"a/b@1.0.0"})
 	if err == nil || !strings.Contains(err.Error(), `packages[1]: invalid package name "nonamespace"`) || !strings.Contains(err.Error(), "packages[2]:") {
 		t.Errorf("error = %v", err)
 	}
@@ -92,5 +87,5 @@ func TestMalformed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check(t, pkgs, []string{"a/b@1"})
+	catalogtest.CheckSummary(t, pkgs, summary, []string{"a/b@1"})
 }

@@ -24,11 +24,6 @@ func parseFile(t *testing.T, path string, data []byte) ([]catalog.Package, error
 	return pkgs, err
 }
 
-func check(t *testing.T, got []catalog.Package, want []string) {
-	t.Helper()
-	catalogtest.CheckSummary(t, got, summary, want)
-}
-
 func TestNormalizeName(t *testing.T) {
 	for in, want := range map[string]string{
 		"Flask_SQLAlchemy":   "flask-sqlalchemy",
@@ -100,7 +95,7 @@ func TestMetadata(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			pkgs, err := parseFile(t, "/usr/lib/python3/dist-packages/x-1.0.dist-info/METADATA", []byte(tt.text))
 			catalogtest.RequireErr(t, err, tt.wantErr)
-			check(t, pkgs, tt.want)
+			catalogtest.CheckSummary(t, pkgs, summary, tt.want)
 		})
 	}
 }
@@ -115,7 +110,7 @@ func TestEggInfoFileAndPKGINFO(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		check(t, pkgs, []string{"distro-info@1.5+deb12u1 lic=ISC"})
+		catalogtest.CheckSummary(t, pkgs, summary, []string{"distro-info@1.5+deb12u1 lic=ISC"})
 		if pkgs[0].Metadata["normalized"] != "distro-info" {
 			t.Errorf("normalized = %q", pkgs[0].Metadata["normalized"])
 		}
@@ -127,7 +122,7 @@ func TestPoetryLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check(t, pkgs, []string{"certifi@2023.7.22", "pytest@7.4.2 dev", "typing_extensions@4.8.0 optional"})
+	catalogtest.CheckSummary(t, pkgs, summary, []string{"certifi@2023.7.22", "pytest@7.4.2 dev", "typing_extensions@4.8.0 optional"})
 	if pkgs[2].Metadata["normalized"] != "typing-extensions" || pkgs[0].Metadata["lockfile"] != "poetry.lock" {
 		t.Errorf("metadata %v / %v", pkgs[2].Metadata, pkgs[0].Metadata)
 	}
@@ -136,14 +131,14 @@ func TestPoetryLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check(t, pkgs, []string{"idna@3.10", "requests@2.32.3", "ruff@0.9.6 dev"})
+	catalogtest.CheckSummary(t, pkgs, summary, []string{"idna@3.10", "requests@2.32.3", "ruff@0.9.6 dev"})
 
 	_, err = parseFile(t, "/app/poetry.lock", []byte("[[package]]\nname = \"x\"\nversion = \n"))
 	if err == nil || !strings.Contains(err.Error(), "invalid TOML") || !strings.Contains(err.Error(), "line 3") {
 		t.Errorf("error = %v", err)
 	}
 	pkgs, err = parseFile(t, "/app/poetry.lock", []byte("[[package]]\nname = \"good\"\nversion = \"1.0\"\n[[package]]\nname = \"bad name\"\nversion = \"1.0\"\n"))
-	check(t, pkgs, []string{"good@1.0"})
+	catalogtest.CheckSummary(t, pkgs, summary, []string{"good@1.0"})
 	if err == nil || !strings.Contains(err.Error(), `package 2: invalid name "bad name"`) {
 		t.Errorf("error = %v", err)
 	}
@@ -155,7 +150,7 @@ func TestPipfileLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	// asgiref is in both sections: not a dev dependency.
-	check(t, pkgs, []string{"asgiref@3.7.2", "django@5.0.1", "pytest@7.4.4 dev"})
+	catalogtest.CheckSummary(t, pkgs, summary, []string{"asgiref@3.7.2", "django@5.0.1", "pytest@7.4.4 dev"})
 
 	_, err = parseFile(t, "/app/Pipfile.lock", []byte(`{"default": {"a": {"version": "==1"}`))
 	if err == nil || !strings.Contains(err.Error(), "JSON") {
@@ -168,7 +163,7 @@ func TestRequirements(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check(t, pkgs, []string{
+	catalogtest.CheckSummary(t, pkgs, summary, []string{
 		"cryptography@41.0.5",
 		"Django@4.2.7",
 		"numpy@1.26.2",
@@ -182,7 +177,7 @@ func TestRequirements(t *testing.T) {
 	}
 
 	pkgs, err = parseFile(t, "/app/requirements-dev.txt", []byte("pytest==7.4.3\n<<<<<<< HEAD\nblack==23.1.0\n"))
-	check(t, pkgs, []string{"black@23.1.0", "pytest@7.4.3"})
+	catalogtest.CheckSummary(t, pkgs, summary, []string{"black@23.1.0", "pytest@7.4.3"})
 	if err == nil || !strings.Contains(err.Error(), "line 2: not a requirement") {
 		t.Errorf("error = %v", err)
 	}
@@ -204,7 +199,7 @@ func TestUVLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	// idna is a dev dependency of the project but also needed by anyio.
-	check(t, pkgs, []string{
+	catalogtest.CheckSummary(t, pkgs, summary, []string{
 		"anyio@4.6.2.post1",
 		"colorama@0.4.6 dev",
 		"idna@3.10",

@@ -19,11 +19,6 @@ func parseFile(t *testing.T, path string, data []byte) ([]catalog.Package, error
 	return catalogtest.Parse(t, New(), catalog.TypeGem, "RubyGems", path, data)
 }
 
-func check(t *testing.T, got []catalog.Package, want []string) {
-	t.Helper()
-	catalogtest.CheckSummary(t, got, summary, want)
-}
-
 func TestWants(t *testing.T) {
 	c := New()
 	catalogtest.AssertWants(t, c, 10, map[string]bool{
@@ -67,7 +62,7 @@ func TestGemspec(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			pkgs, err := parseFile(t, "/usr/local/bundle/specifications/x.gemspec", []byte(tt.src))
 			catalogtest.RequireErr(t, err, tt.wantErr)
-			check(t, pkgs, tt.want)
+			catalogtest.CheckSummary(t, pkgs, summary, tt.want)
 		})
 	}
 }
@@ -81,7 +76,7 @@ func TestGemfileLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check(t, pkgs, []string{
+	catalogtest.CheckSummary(t, pkgs, summary, []string{
 		"acme-internal@2.3.0",
 		"actionpack@7.0.8",
 		"graphql@2.1.0-rc1",
@@ -96,7 +91,7 @@ func TestGemfileLock(t *testing.T) {
 	}
 
 	pkgs, err = parseFile(t, "/app/Gemfile.lock", []byte("GEM\r\n  remote: https://rubygems.org/\r\n  specs:\r\n    rack (2.2.8)\r\n    broken-entry\r\n    bad name (1.0)\r\n"))
-	check(t, pkgs, []string{"rack@2.2.8"})
+	catalogtest.CheckSummary(t, pkgs, summary, []string{"rack@2.2.8"})
 	if err == nil || !strings.Contains(err.Error(), `line 5: expected "name (version)", got "broken-entry"`) ||
 		!strings.Contains(err.Error(), "line 6: invalid gem name") {
 		t.Errorf("error = %v", err)
