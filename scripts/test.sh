@@ -21,6 +21,7 @@ command -v dockerd >/dev/null || need+=(docker.io)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v objcopy >/dev/null || need+=(binutils)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+command -v chromium >/dev/null || need+=(chromium)
 command -v dpkg-query >/dev/null || true
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}"

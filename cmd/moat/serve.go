@@ -10,12 +10,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/moat-dev/moat/internal/fleet"
+	"github.com/moat-dev/moat/internal/guard"
 	"github.com/moat-dev/moat/internal/match"
 	"github.com/moat-dev/moat/internal/policy"
 	"github.com/moat-dev/moat/internal/registry"
@@ -107,7 +109,15 @@ AWS_SECRET_ACCESS_KEY.`,
 			if inst.GeneratedPassword != "" {
 				fmt.Fprintf(out, "moat: created administrator \"admin\" with password %s (shown once; set MOAT_ADMIN_PASSWORD to choose it)\n", inst.GeneratedPassword)
 			}
-			fl, closeFleet, err := openFleet(cmd.Context(), dataDir, dbDir, policyFile, inst, log)
+			// Fleet events go out through the guard's webhook delivery once
+			// it is open (it is opened after the fleet, which it wraps).
+			var events atomic.Pointer[guard.Guard]
+			onEvent := func(e fleet.Event) {
+				if g := events.Load(); g != nil {
+					g.Publish(context.Background(), "fleet."+e.Kind, "", e.Image, e)
+				}
+			}
+			fl, closeFleet, err := openFleet(cmd.Context(), dataDir, dbDir, policyFile, inst, log, onEvent)
 			if err != nil {
 				return err
 			}
@@ -119,6 +129,7 @@ AWS_SECRET_ACCESS_KEY.`,
 					return err
 				}
 				defer gd.Close()
+				events.Store(gd)
 				handler = gd.Handler(handler)
 			}
 			ln, err := net.Listen("tcp", addr)
@@ -188,7 +199,7 @@ AWS_SECRET_ACCESS_KEY.`,
 // openFleet opens the fleet view (agents' hosts, containers, findings on
 // running containers, /metrics) beside the registry. Without a vulnerability
 // database it stores SBOMs and matches once one exists.
-func openFleet(ctx context.Context, dataDir, dbDir, policyFile string, inst *registry.Instance, log *slog.Logger) (*fleet.Server, func(), error) {
+func openFleet(ctx context.Context, dataDir, dbDir, policyFile string, inst *registry.Instance, log *slog.Logger, onEvent func(fleet.Event)) (*fleet.Server, func(), error) {
 	fst, err := fleet.OpenSQLite(ctx, filepath.Join(dataDir, "fleet.db"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("fleet store: %w", err)
@@ -199,7 +210,7 @@ func openFleet(ctx context.Context, dataDir, dbDir, policyFile string, inst *reg
 			closers[i]()
 		}
 	}
-	o := fleet.Options{Log: log}
+	o := fleet.Options{Log: log, OnEvent: onEvent}
 	if dir, err := vulndb.ResolveDir(dbDir); err == nil {
 		if db, err := vulndb.Open(dir); err == nil {
 			closers = append(closers, func() { db.Close() })

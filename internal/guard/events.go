@@ -94,6 +94,14 @@ func (g *Guard) emit(ctx context.Context, typ, repo, digest string, data any) {
 	}
 }
 
+// Publish records an event raised elsewhere in moat (the fleet view's
+// runtime events: a non-compliant container started, a noisy neighbour, a
+// running container newly exposed) and delivers it to the webhooks exactly
+// like the guard's own events, so every event has one delivery path.
+func (g *Guard) Publish(ctx context.Context, typ, repo, digest string, data any) {
+	g.emit(ctx, typ, repo, digest, data)
+}
+
 // body is the JSON a webhook receives: the same bytes on every attempt.
 func eventBody(e *Event) []byte {
 	b, _ := json.Marshal(struct {
