@@ -130,7 +130,15 @@ func (g *Guard) Start() {
 		g.wg.Add(1)
 		go func() { defer g.wg.Done(); g.worker(ctx) }()
 	}
-	g.wg.Add(2)
+	g.wg.Add(3)
+	go func() {
+		defer g.wg.Done()
+		if n, err := g.Reconcile(ctx); err != nil && ctx.Err() == nil {
+			g.o.Log.Error("guard: reconciling the scan queue with the registry failed", "error", err.Error())
+		} else if n > 0 {
+			g.o.Log.Info("guard: queued images the registry holds but the guard had not scanned", "images", n)
+		}
+	}()
 	go func() { defer g.wg.Done(); g.watch(ctx) }()
 	go func() { defer g.wg.Done(); g.deliverLoop(ctx) }()
 }
@@ -376,3 +384,50 @@ func (g *Guard) run(ctx context.Context, j *job) {
 }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+// Reconcile queues a scan for every image the registry holds that the guard
+// has no record of: manifests pushed while scanning was off (--no-scan), or
+// committed just before a crash that came before their job was queued (the
+// registry's and the guard's databases are separate). Images already known
+// are left alone. Start runs it once in the background.
+func (g *Guard) Reconcile(ctx context.Context) (int, error) {
+	queued := 0
+	known := func(repo, digest string) bool {
+		var one int
+		return g.rw.QueryRowContext(ctx, `SELECT 1 FROM images WHERE repo = ? AND digest = ?`, repo, digest).Scan(&one) == nil
+	}
+	err := g.o.Store.ForEachManifest(ctx, func(repo string, repoID int64, m *store.Manifest) error {
+		switch {
+		case isImageManifest(m):
+			if known(repo, m.Digest) {
+				return nil
+			}
+		case isIndex(m) && m.Subject == "":
+			var idx struct {
+				Manifests []struct {
+					Digest string `json:"digest"`
+				} `json:"manifests"`
+			}
+			if json.Unmarshal(m.Content, &idx) != nil {
+				return nil
+			}
+			missing := false
+			for _, c := range idx.Manifests {
+				if !known(repo, c.Digest) {
+					if ok, _ := g.o.Store.HasManifest(ctx, repoID, c.Digest); ok {
+						missing = true
+					}
+				}
+			}
+			if !missing {
+				return nil
+			}
+		default:
+			return nil
+		}
+		g.ManifestPushed(ctx, repo, repoID, m)
+		queued++
+		return nil
+	})
+	return queued, err
+}
