@@ -130,6 +130,14 @@ AWS_SECRET_ACCESS_KEY.`,
 				}
 				defer gd.Close()
 				events.Store(gd)
+				// Running containers are matched with the registry's
+				// database and re-matched after every registry re-scan.
+				fl.SetMatcher(gd)
+				gd.OnRescan(func(ctx context.Context) {
+					if _, err := fl.Rematch(ctx); err != nil && ctx.Err() == nil {
+						log.Error("fleet: re-matching running containers failed", "error", err.Error())
+					}
+				})
 				handler = gd.Handler(handler)
 			}
 			ln, err := net.Listen("tcp", addr)

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moat-dev/moat/internal/audit"
@@ -70,6 +71,8 @@ type Guard struct {
 	stop      context.CancelFunc
 	wg        sync.WaitGroup
 	http      httpDoer
+
+	afterRescan atomic.Pointer[func(context.Context)]
 }
 
 // Open opens guard's database in o.DataDir and the vulnerability database

@@ -54,6 +54,9 @@ func (g *Guard) logRescan(ctx context.Context, why string) {
 		return
 	}
 	g.o.Log.Info("guard: rescan", "reason", why, "images", res.Images, "changed", res.Changed, "new_findings", res.NewFindings, "duration", res.Duration.String())
+	if f := g.afterRescan.Load(); f != nil {
+		(*f)(ctx)
+	}
 }
 
 // Rescan re-matches every stored SBOM against the current database (the
