@@ -19,6 +19,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"strings"
 	"sync"
 )
 
@@ -217,4 +218,24 @@ func (f *File) LocalPath() (string, error) {
 		f.local = p
 	})
 	return f.local, f.lerr
+}
+
+// Problems collects what was wrong in a partly malformed file, so a parser
+// can keep the good records and report the bad ones in one error.
+type Problems []string
+
+// Addf records one problem.
+func (p *Problems) Addf(format string, args ...any) { *p = append(*p, fmt.Sprintf(format, args...)) }
+
+// Err returns nil without problems, else one error naming the first five
+// ("malformed WHAT: a; b; ...; and N more").
+func (p Problems) Err(what string) error {
+	if len(p) == 0 {
+		return nil
+	}
+	shown := p
+	if len(shown) > 5 {
+		shown = append(append(Problems{}, p[:5]...), fmt.Sprintf("and %d more", len(p)-5))
+	}
+	return fmt.Errorf("malformed %s: %s", what, strings.Join(shown, "; "))
 }

@@ -4,7 +4,6 @@ package apk
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"io/fs"
 	"strings"
 
@@ -37,7 +36,7 @@ func (cataloger) Parse(_ context.Context, f *catalog.File) ([]catalog.Package, e
 // L license).
 func ParseInstalled(s, path string) ([]catalog.Package, error) {
 	var pkgs []catalog.Package
-	var bad []string
+	var bad catalog.Problems
 	cur := catalog.Package{}
 	line, start := 0, 1
 	flush := func() {
@@ -46,7 +45,7 @@ func ParseInstalled(s, path string) ([]catalog.Package, error) {
 			return
 		}
 		if cur.Name == "" || cur.Version == "" {
-			bad = append(bad, fmt.Sprintf("record at line %d has no P: or V:", start))
+			bad.Addf("record at line %d has no P: or V:", start)
 		} else {
 			cur.Type = catalog.TypeApk
 			if cur.SourceName == "" {
@@ -69,7 +68,7 @@ func ParseInstalled(s, path string) ([]catalog.Package, error) {
 			continue
 		}
 		if len(l) < 2 || l[1] != ':' {
-			bad = append(bad, fmt.Sprintf("line %d is not KEY:VALUE", line))
+			bad.Addf("line %d is not KEY:VALUE", line)
 			continue
 		}
 		v := l[2:]
@@ -89,14 +88,8 @@ func ParseInstalled(s, path string) ([]catalog.Package, error) {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		bad = append(bad, fmt.Sprintf("line %d: %v", line+1, err))
+		bad.Addf("line %d: %v", line+1, err)
 	}
 	flush()
-	if len(bad) > 0 {
-		if len(bad) > 5 {
-			bad = append(bad[:5], fmt.Sprintf("and %d more", len(bad)-5))
-		}
-		return pkgs, fmt.Errorf("malformed apk database: %s", strings.Join(bad, "; "))
-	}
-	return pkgs, nil
+	return pkgs, bad.Err("apk database")
 }

@@ -6,7 +6,6 @@ package dpkg
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"io/fs"
 	"strings"
 
@@ -46,7 +45,7 @@ func (cataloger) Parse(_ context.Context, f *catalog.File) ([]catalog.Package, e
 // without a name or version are reported in the error and skipped.
 func ParseStatus(s, path string) ([]catalog.Package, error) {
 	var pkgs []catalog.Package
-	var bad []string
+	var bad catalog.Problems
 	fields := map[string]string{}
 	last := ""
 	line := 0
@@ -64,7 +63,7 @@ func ParseStatus(s, path string) ([]catalog.Package, error) {
 			}
 		}
 		if name == "" || ver == "" {
-			bad = append(bad, fmt.Sprintf("paragraph at line %d has no Package or Version", start))
+			bad.Addf("paragraph at line %d has no Package or Version", start)
 			return
 		}
 		p := catalog.Package{
@@ -104,21 +103,15 @@ func ParseStatus(s, path string) ([]catalog.Package, error) {
 		}
 		k, v, ok := strings.Cut(l, ":")
 		if !ok {
-			bad = append(bad, fmt.Sprintf("line %d is not a field", line))
+			bad.Addf("line %d is not a field", line)
 			continue
 		}
 		last = strings.ToLower(strings.TrimSpace(k))
 		fields[last] = strings.TrimSpace(v)
 	}
 	if err := sc.Err(); err != nil {
-		bad = append(bad, fmt.Sprintf("line %d: %v", line+1, err))
+		bad.Addf("line %d: %v", line+1, err)
 	}
 	flush()
-	if len(bad) > 0 {
-		if len(bad) > 5 {
-			bad = append(bad[:5], fmt.Sprintf("and %d more", len(bad)-5))
-		}
-		return pkgs, fmt.Errorf("malformed dpkg status: %s", strings.Join(bad, "; "))
-	}
-	return pkgs, nil
+	return pkgs, bad.Err("dpkg status")
 }
