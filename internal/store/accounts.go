@@ -58,7 +58,7 @@ func (s *Store) CreateUser(ctx context.Context, name, passwordHash string, admin
 	return u, err
 }
 
-func scanUser(row interface{ Scan(...any) error }) (*User, error) {
+func scanUser(row rowScanner) (*User, error) {
 	var u User
 	var admin, disabled int
 	var created int64
@@ -81,20 +81,7 @@ func (s *Store) UserByName(ctx context.Context, name string) (*User, error) {
 
 // ListUsers returns all users by name.
 func (s *Store) ListUsers(ctx context.Context) ([]User, error) {
-	rows, err := s.query(ctx, `SELECT `+userCols+` FROM users ORDER BY name`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *u)
-	}
-	return out, rows.Err()
+	return queryList(ctx, s, deref(scanUser), `SELECT `+userCols+` FROM users ORDER BY name`)
 }
 
 // SetUserDisabled disables or re-enables a user.
@@ -137,7 +124,7 @@ func (s *Store) UpdateProject(ctx context.Context, p Project) error {
 
 const projectCols = `id, name, public, immutable_tags, quota_bytes, created_at`
 
-func scanProject(row interface{ Scan(...any) error }) (*Project, error) {
+func scanProject(row rowScanner) (*Project, error) {
 	var p Project
 	var pub, imm int
 	var created int64
@@ -158,20 +145,7 @@ func (s *Store) ProjectByName(ctx context.Context, name string) (*Project, error
 
 // ListProjects returns all projects by name.
 func (s *Store) ListProjects(ctx context.Context) ([]Project, error) {
-	rows, err := s.query(ctx, `SELECT `+projectCols+` FROM projects ORDER BY name`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Project
-	for rows.Next() {
-		p, err := scanProject(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *p)
-	}
-	return out, rows.Err()
+	return queryList(ctx, s, deref(scanProject), `SELECT `+projectCols+` FROM projects ORDER BY name`)
 }
 
 // SetMember adds a user to a project or changes their role.
@@ -205,39 +179,17 @@ func (s *Store) RemoveMember(ctx context.Context, project, user string) error {
 
 // ListMembers lists a project's members.
 func (s *Store) ListMembers(ctx context.Context, project string) ([]Member, error) {
-	rows, err := s.query(ctx, `SELECT p.name, u.name, m.role FROM members m JOIN projects p ON p.id = m.project_id
-		JOIN users u ON u.id = m.user_id WHERE p.name = ? ORDER BY u.name`, project)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Member
-	for rows.Next() {
+	return queryList(ctx, s, func(r rowScanner) (Member, error) {
 		var m Member
-		if err := rows.Scan(&m.Project, &m.User, &m.Role); err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
+		err := r.Scan(&m.Project, &m.User, &m.Role)
+		return m, err
+	}, `SELECT p.name, u.name, m.role FROM members m JOIN projects p ON p.id = m.project_id
+		JOIN users u ON u.id = m.user_id WHERE p.name = ? ORDER BY u.name`, project)
 }
 
 // UserRoles returns a user's role per project name.
 func (s *Store) UserRoles(ctx context.Context, userID int64) (map[string]string, error) {
-	rows, err := s.query(ctx, `SELECT p.name, m.role FROM members m JOIN projects p ON p.id = m.project_id WHERE m.user_id = ?`, userID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[string]string{}
-	for rows.Next() {
-		var p, r string
-		if err := rows.Scan(&p, &r); err != nil {
-			return nil, err
-		}
-		out[p] = r
-	}
-	return out, rows.Err()
+	return s.queryRoles(ctx, `SELECT p.name, m.role FROM members m JOIN projects p ON p.id = m.project_id WHERE m.user_id = ?`, userID)
 }
 
 // CreateRobot adds a robot with per-project roles.
@@ -316,20 +268,7 @@ func (s *Store) scanRobots(ctx context.Context, q string, args ...any) ([]Robot,
 }
 
 func (s *Store) robotPerms(ctx context.Context, id int64) (map[string]string, error) {
-	rows, err := s.query(ctx, `SELECT p.name, rp.role FROM robot_permissions rp JOIN projects p ON p.id = rp.project_id WHERE rp.robot_id = ?`, id)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[string]string{}
-	for rows.Next() {
-		var p, r string
-		if err := rows.Scan(&p, &r); err != nil {
-			return nil, err
-		}
-		out[p] = r
-	}
-	return out, rows.Err()
+	return s.queryRoles(ctx, `SELECT p.name, rp.role FROM robot_permissions rp JOIN projects p ON p.id = rp.project_id WHERE rp.robot_id = ?`, id)
 }
 
 // RobotByName looks a robot up with its permissions.

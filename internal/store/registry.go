@@ -96,20 +96,11 @@ func (s *Store) ListRepos(ctx context.Context, last string, n int) ([]string, er
 }
 
 func (s *Store) strings(ctx context.Context, q string, args ...any) ([]string, error) {
-	rows, err := s.query(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
+	return queryList(ctx, s, func(r rowScanner) (string, error) {
 		var v string
-		if err := rows.Scan(&v); err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
+		err := r.Scan(&v)
+		return v, err
+	}, q, args...)
 }
 
 // BlobSize returns the size of a blob linked into a repository.
@@ -202,7 +193,7 @@ func (s *Store) HasManifest(ctx context.Context, repoID int64, digest string) (b
 
 const manifestCols = `digest, media_type, artifact_type, subject, annotations, size, created_at`
 
-func scanManifest(row interface{ Scan(...any) error }, withContent bool) (*Manifest, error) {
+func scanManifest(row rowScanner, withContent bool) (*Manifest, error) {
 	var m Manifest
 	var created int64
 	dst := []any{&m.Digest, &m.MediaType, &m.ArtifactType, &m.Subject, &m.Annotations, &m.Size, &created}
@@ -279,20 +270,8 @@ func (s *Store) ListTags(ctx context.Context, repoID int64, last string, n int) 
 
 // Referrers lists manifests in a repository whose subject is digest.
 func (s *Store) Referrers(ctx context.Context, repoID int64, digest string) ([]Manifest, error) {
-	rows, err := s.query(ctx, `SELECT `+manifestCols+` FROM manifests WHERE repo_id = ? AND subject = ? ORDER BY digest`, repoID, digest)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Manifest
-	for rows.Next() {
-		m, err := scanManifest(rows, false)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *m)
-	}
-	return out, rows.Err()
+	scan := func(r rowScanner) (*Manifest, error) { return scanManifest(r, false) }
+	return queryList(ctx, s, deref(scan), `SELECT `+manifestCols+` FROM manifests WHERE repo_id = ? AND subject = ? ORDER BY digest`, repoID, digest)
 }
 
 // CreateUpload records a new upload session.
