@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"github.com/moat-dev/moat/internal/testenv"
 	"io"
 	"log"
 	"math/big"
@@ -36,30 +37,10 @@ import (
 	"github.com/moat-dev/moat/internal/policy/imagefacts"
 )
 
-// toolPath finds a peer binary in $MOAT_TEST_TOOLS (default
-// ~/.cache/moat-tools/bin, where scripts/peers/kube.sh installs them) or PATH.
+// toolPath finds etcd and kube-apiserver (see testenv.Tool).
 func toolPath(t *testing.T, name string) string {
-	t.Helper()
-	dir := os.Getenv("MOAT_TEST_TOOLS")
-	if dir == "" {
-		home, _ := os.UserHomeDir()
-		dir = filepath.Join(home, ".cache", "moat-tools", "bin")
-	}
-	if p := filepath.Join(dir, name); fileExists(p) {
-		return p
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	msg := fmt.Sprintf("%s not found in %s or PATH (run scripts/peers/kube.sh)", name, dir)
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
+	return testenv.Tool(t, name, "run scripts/peers/kube.sh")
 }
-
-func fileExists(p string) bool { st, err := os.Stat(p); return err == nil && !st.IsDir() }
 
 func freePort(t *testing.T) int {
 	t.Helper()

@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"fmt"
+	"github.com/moat-dev/moat/internal/testenv"
 	"io"
 	"log/slog"
 	"net"
@@ -28,17 +29,8 @@ import (
 	"github.com/moat-dev/moat/internal/vulndb"
 )
 
-// requireDocker skips without a Docker engine, except in CI where the test
-// script starts one: there a missing engine is a failure.
-func requireDocker(t testing.TB) {
-	t.Helper()
-	if err := exec.Command("docker", "info").Run(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but no Docker engine answers (scripts/test.sh starts one): %v", err)
-		}
-		t.Skip("no Docker engine (run scripts/test.sh, which starts one)")
-	}
-}
+// requireDocker needs a Docker engine (see testenv.RequireDocker).
+func requireDocker(t testing.TB) { testenv.RequireDocker(t) }
 
 func osvData(t testing.TB) string {
 	t.Helper()

@@ -2,12 +2,10 @@ package registry
 
 import (
 	"context"
+	"github.com/moat-dev/moat/internal/testenv"
 	"io"
 	"log/slog"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/moat-dev/moat/internal/auth"
@@ -57,30 +55,7 @@ func addUser(t testing.TB, st *store.Store, name, pw, project, role string) {
 	}
 }
 
-// tool finds a peer tool: $MOAT_TEST_TOOLS, then ~/.cache/moat-tools/bin,
-// then PATH. Missing tools skip the test, or fail it when CI=true.
+// tool finds a peer tool (see testenv.Tool).
 func tool(t testing.TB, name string) string {
-	t.Helper()
-	dirs := []string{os.Getenv("MOAT_TEST_TOOLS")}
-	if home, err := os.UserHomeDir(); err == nil {
-		dirs = append(dirs, filepath.Join(home, ".cache", "moat-tools", "bin"))
-	}
-	for _, d := range dirs {
-		if d == "" {
-			continue
-		}
-		p := filepath.Join(d, name)
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-			return p
-		}
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	msg := name + " not found in $MOAT_TEST_TOOLS, ~/.cache/moat-tools/bin or PATH (run scripts/build-tools.sh or install it)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
+	return testenv.Tool(t, name, "run scripts/build-tools.sh or install it")
 }

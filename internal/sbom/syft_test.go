@@ -2,6 +2,7 @@ package sbom
 
 import (
 	"fmt"
+	"github.com/moat-dev/moat/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,24 +18,7 @@ import (
 // missing, the script builds it; otherwise the test is skipped.
 func syftBinary(t *testing.T) string {
 	t.Helper()
-	find := func() string {
-		dirs := []string{os.Getenv("MOAT_TEST_TOOLS")}
-		if home, err := os.UserHomeDir(); err == nil {
-			dirs = append(dirs, filepath.Join(home, ".cache", "moat-tools", "bin"))
-		}
-		for _, d := range dirs {
-			if d == "" {
-				continue
-			}
-			if fi, err := os.Stat(filepath.Join(d, "syft")); err == nil && !fi.IsDir() {
-				return filepath.Join(d, "syft")
-			}
-		}
-		if p, err := exec.LookPath("syft"); err == nil {
-			return p
-		}
-		return ""
-	}
+	find := func() string { return testenv.LookTool("syft") }
 	if p := find(); p != "" {
 		return p
 	}

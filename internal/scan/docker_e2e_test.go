@@ -2,7 +2,7 @@ package scan_test
 
 import (
 	"context"
-	"os"
+	"github.com/moat-dev/moat/internal/testenv"
 	"os/exec"
 	"reflect"
 	"strings"
@@ -12,17 +12,8 @@ import (
 	"github.com/moat-dev/moat/internal/scan"
 )
 
-// requireDocker skips without a Docker engine, except in CI where the test
-// script starts one: there a missing engine is a failure.
-func requireDocker(t *testing.T) {
-	t.Helper()
-	if err := exec.Command("docker", "info").Run(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but no Docker engine answers (scripts/test.sh starts one): %v", err)
-		}
-		t.Skip("no Docker engine (run scripts/test.sh, which starts one)")
-	}
-}
+// requireDocker needs a Docker engine (see testenv.RequireDocker).
+func requireDocker(t *testing.T) { testenv.RequireDocker(t) }
 
 // TestDockerEngine loads a test image into a real Docker engine and scans
 // it through the Engine API (docker: source); the result must equal the

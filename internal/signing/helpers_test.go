@@ -3,14 +3,12 @@ package signing
 import (
 	"context"
 	"crypto"
+	"github.com/moat-dev/moat/internal/testenv"
 	"io"
 	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -115,30 +113,7 @@ func mustKey(t testing.TB, alg string) (crypto.Signer, []PublicKey) {
 	return k, []PublicKey{{Key: k.Public(), Source: "test", Fingerprint: Fingerprint(k.Public())}}
 }
 
-// tool finds a peer tool: $MOAT_TEST_TOOLS, ~/.cache/moat-tools/bin, PATH.
-// A missing tool skips the test, or fails it when CI=true.
+// tool finds a peer tool (see testenv.Tool).
 func tool(t testing.TB, name string) string {
-	t.Helper()
-	dirs := []string{os.Getenv("MOAT_TEST_TOOLS")}
-	if home, err := os.UserHomeDir(); err == nil {
-		dirs = append(dirs, filepath.Join(home, ".cache", "moat-tools", "bin"))
-	}
-	for _, d := range dirs {
-		if d == "" {
-			continue
-		}
-		p := filepath.Join(d, name)
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-			return p
-		}
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	msg := name + " not found in $MOAT_TEST_TOOLS, ~/.cache/moat-tools/bin or PATH (run scripts/peers/cosign.sh)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
+	return testenv.Tool(t, name, "run scripts/peers/cosign.sh")
 }

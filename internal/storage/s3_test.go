@@ -3,10 +3,10 @@ package storage
 import (
 	"context"
 	"fmt"
+	"github.com/moat-dev/moat/internal/testenv"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -14,30 +14,9 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 )
 
-// findTool looks in $MOAT_TEST_TOOLS, ~/.cache/moat-tools/bin, then PATH;
-// a missing tool skips the test, or fails it when CI=true.
+// findTool finds a peer tool (see testenv.Tool).
 func findTool(t testing.TB, name string) string {
-	t.Helper()
-	dirs := []string{os.Getenv("MOAT_TEST_TOOLS")}
-	if home, err := os.UserHomeDir(); err == nil {
-		dirs = append(dirs, filepath.Join(home, ".cache", "moat-tools", "bin"))
-	}
-	for _, d := range dirs {
-		if d != "" {
-			if _, err := os.Stat(filepath.Join(d, name)); err == nil {
-				return filepath.Join(d, name)
-			}
-		}
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	msg := name + " not found in $MOAT_TEST_TOOLS, ~/.cache/moat-tools/bin or PATH (run scripts/build-tools.sh)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
+	return testenv.Tool(t, name, "run scripts/build-tools.sh")
 }
 
 // StartVersityGW starts versitygw over a temp dir on 127.0.0.1 with a

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/moat-dev/moat/internal/testenv"
 	"io"
 	"net"
 	"net/http"
@@ -25,30 +26,20 @@ import (
 var moatBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "moat-guard-e2e-")
+	bin, cleanup, err := testenv.BuildMoat("moat-guard-e2e-")
 	if err != nil {
-		panic(err)
-	}
-	moatBin = filepath.Join(dir, "moat")
-	root, _ := exec.Command("go", "env", "GOMOD").Output()
-	cmd := exec.Command("go", "build", "-o", moatBin, "./cmd/moat")
-	cmd.Dir = filepath.Dir(strings.TrimSpace(string(root)))
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building moat:", err)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	moatBin = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
 func skipOrFail(t *testing.T, msg string) {
 	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testenv.SkipOrFail(t, "%s", msg)
 }
 
 const lodashRecord = `{"id": "GHSA-p6mc-m468-83gw", "aliases": ["CVE-2020-8203"], "summary": "Prototype Pollution in lodash",

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"fmt"
+	"github.com/moat-dev/moat/internal/testenv"
 	"io"
 	"net"
 	"net/http"
@@ -26,48 +27,20 @@ import (
 var moatBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "moat-e2e-")
+	bin, cleanup, err := testenv.BuildMoat("moat-e2e-")
 	if err != nil {
-		panic(err)
-	}
-	moatBin = filepath.Join(dir, "moat")
-	root, _ := exec.Command("go", "env", "GOMOD").Output()
-	cmd := exec.Command("go", "build", "-o", moatBin, "./cmd/moat")
-	cmd.Dir = filepath.Dir(strings.TrimSpace(string(root)))
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building moat:", err)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	moatBin = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
-// tool finds a peer tool ($MOAT_TEST_TOOLS, ~/.cache/moat-tools/bin, PATH);
-// missing: skip, or fail when CI=true.
+// tool finds a peer tool (see testenv.Tool).
 func tool(t testing.TB, name string) string {
-	t.Helper()
-	dirs := []string{os.Getenv("MOAT_TEST_TOOLS")}
-	if home, err := os.UserHomeDir(); err == nil {
-		dirs = append(dirs, filepath.Join(home, ".cache", "moat-tools", "bin"))
-	}
-	for _, d := range dirs {
-		if d != "" {
-			if _, err := os.Stat(filepath.Join(d, name)); err == nil {
-				return filepath.Join(d, name)
-			}
-		}
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	msg := name + " not found in $MOAT_TEST_TOOLS, ~/.cache/moat-tools/bin or PATH"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
+	return testenv.Tool(t, name, "run scripts/build-tools.sh")
 }
 
 type server struct {
