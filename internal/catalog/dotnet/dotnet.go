@@ -4,7 +4,6 @@ package dotnet
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -92,9 +91,7 @@ func parseDepsJSON(path string, data []byte) ([]catalog.Package, error) {
 			Metadata:  md,
 		})
 	}
-	slices.SortFunc(pkgs, func(a, b catalog.Package) int {
-		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Version, b.Version))
-	})
+	catalog.SortByNameVersion(pkgs)
 	if len(bad) > 0 {
 		slices.Sort(bad)
 		const max = 5

@@ -5,11 +5,9 @@
 package npm
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"io/fs"
-	"slices"
 	"strings"
 
 	"github.com/moat-dev/moat/internal/catalog"
@@ -133,9 +131,7 @@ func (c *collector) result() []catalog.Package {
 			c.pkgs[i].Metadata = nil
 		}
 	}
-	slices.SortFunc(c.pkgs, func(a, b catalog.Package) int {
-		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Version, b.Version))
-	})
+	catalog.SortByNameVersion(c.pkgs)
 	return c.pkgs
 }
 

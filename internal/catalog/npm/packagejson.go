@@ -3,7 +3,6 @@ package npm
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -26,7 +25,7 @@ type packageJSON struct {
 func parsePackageJSON(path string, data []byte) ([]catalog.Package, error) {
 	var pj packageJSON
 	if err := json.Unmarshal(data, &pj); err != nil {
-		return nil, jsonError(data, err)
+		return nil, catalog.JSONError(data, err)
 	}
 	if pj.Name == "" || pj.Version == "" {
 		return nil, nil
@@ -96,32 +95,4 @@ func licenses(raw json.RawMessage) []string {
 	}
 	addOne(raw)
 	return out
-}
-
-// jsonError adds the line and column to JSON syntax errors.
-func jsonError(data []byte, err error) error {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		line, col := lineCol(data, se.Offset)
-		return fmt.Errorf("invalid JSON at line %d, column %d: %v", line, col, err)
-	}
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		line, col := lineCol(data, te.Offset)
-		return fmt.Errorf("unexpected JSON %s for %s at line %d, column %d", te.Value, te.Field, line, col)
-	}
-	return err
-}
-
-func lineCol(data []byte, off int64) (line, col int) {
-	if off > int64(len(data)) {
-		off = int64(len(data))
-	}
-	if off < 0 {
-		off = 0
-	}
-	before := data[:off]
-	line = bytes.Count(before, []byte("\n")) + 1
-	col = int(off) - (bytes.LastIndexByte(before, '\n') + 1) + 1
-	return line, col
 }

@@ -43,7 +43,7 @@ func parsePackageLock(path, lockfile string, data []byte) ([]catalog.Package, er
 	var lock packageLock
 	decErr := json.Unmarshal(data, &lock)
 	if decErr != nil {
-		decErr = jsonError(data, decErr)
+		decErr = catalog.JSONError(data, decErr)
 		if lock.Packages == nil && lock.Dependencies == nil {
 			return nil, decErr
 		}

@@ -4,13 +4,11 @@ package php
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"slices"
 	"strings"
 
 	"github.com/moat-dev/moat/internal/catalog"
@@ -72,7 +70,7 @@ func parseComposerLock(path string, data []byte) ([]catalog.Package, error) {
 	data = bytes.TrimPrefix(data, []byte("\ufeff"))
 	var lock composerLock
 	if err := json.Unmarshal(data, &lock); err != nil {
-		return nil, jsonError(data, err)
+		return nil, catalog.JSONError(data, err)
 	}
 	c := &collector{path: path, lockfile: "composer.lock", index: map[string]int{}}
 	for i, raw := range lock.Packages {
@@ -98,10 +96,10 @@ func parseInstalled(path string, data []byte) ([]catalog.Package, error) {
 	var v2 installedV2
 	if len(trimmed) > 0 && trimmed[0] == '[' {
 		if err := json.Unmarshal(data, &v2.Packages); err != nil {
-			return nil, jsonError(data, err)
+			return nil, catalog.JSONError(data, err)
 		}
 	} else if err := json.Unmarshal(data, &v2); err != nil {
-		return nil, jsonError(data, err)
+		return nil, catalog.JSONError(data, err)
 	}
 	dev := map[string]bool{}
 	for _, n := range v2.DevPackageNames {
@@ -168,9 +166,7 @@ func (c *collector) result() ([]catalog.Package, error) {
 			c.pkgs[i].Metadata = nil
 		}
 	}
-	slices.SortFunc(c.pkgs, func(a, b catalog.Package) int {
-		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Version, b.Version))
-	})
+	catalog.SortByNameVersion(c.pkgs)
 	if len(c.bad) > 0 {
 		const max = 5
 		msg := strings.Join(c.bad[:min(len(c.bad), max)], "; ")
@@ -239,13 +235,4 @@ func clip(s string) string {
 		return s[:80] + "..."
 	}
 	return s
-}
-
-func jsonError(data []byte, err error) error {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		before := data[:min(se.Offset, int64(len(data)))]
-		return fmt.Errorf("invalid JSON at line %d: %v", bytes.Count(before, []byte("\n"))+1, err)
-	}
-	return fmt.Errorf("unexpected JSON content: %v", err)
 }

@@ -1,7 +1,6 @@
 package python
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -81,7 +80,7 @@ func parsePipfileLock(path string, data []byte) ([]catalog.Package, error) {
 	var lock pipfileLock
 	decErr := json.Unmarshal(data, &lock)
 	if decErr != nil {
-		decErr = jsonError(data, decErr)
+		decErr = catalog.JSONError(data, decErr)
 		if lock.Default == nil && lock.Develop == nil {
 			return nil, decErr
 		}
@@ -118,16 +117,6 @@ func parsePipfileLock(path string, data []byte) ([]catalog.Package, error) {
 		return pkgs, errors.New(summarize(bad))
 	}
 	return pkgs, nil
-}
-
-// jsonError adds the line and column to JSON syntax errors.
-func jsonError(data []byte, err error) error {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		before := data[:min(se.Offset, int64(len(data)))]
-		return fmt.Errorf("invalid JSON at line %d: %v", bytes.Count(before, []byte("\n"))+1, err)
-	}
-	return fmt.Errorf("unexpected JSON content: %v", err)
 }
 
 // parseRequirements reads a pip requirements file and reports the

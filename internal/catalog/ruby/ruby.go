@@ -4,12 +4,10 @@
 package ruby
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
-	"slices"
 	"strings"
 
 	"github.com/moat-dev/moat/internal/catalog"
@@ -344,9 +342,7 @@ func parseGemfileLock(path string, data []byte) ([]catalog.Package, error) {
 		}
 		pkgs = append(pkgs, newPackage(path, name, version, nil, md))
 	}
-	slices.SortFunc(pkgs, func(a, b catalog.Package) int {
-		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Version, b.Version))
-	})
+	catalog.SortByNameVersion(pkgs)
 	if len(bad) > 0 {
 		const max = 5
 		msg := strings.Join(bad[:min(len(bad), max)], "; ")
