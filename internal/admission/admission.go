@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -89,12 +90,12 @@ func DecodeReview(body []byte) (*admissionv1.AdmissionReview, error) {
 		return nil, errors.New("empty body: expected an AdmissionReview (admission.k8s.io/v1) JSON document")
 	}
 	var rev admissionv1.AdmissionReview
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&rev); err != nil {
+	if err := json.Unmarshal(body, &rev); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) && strings.HasSuffix(se.Error(), "after top-level value") {
+			return nil, errors.New("trailing data after the AdmissionReview document")
+		}
 		return nil, fmt.Errorf("not an AdmissionReview JSON document: %v", err)
-	}
-	if dec.More() {
-		return nil, errors.New("trailing data after the AdmissionReview document")
 	}
 	if rev.APIVersion != "admission.k8s.io/v1" || rev.Kind != "AdmissionReview" {
 		return nil, fmt.Errorf("expected apiVersion admission.k8s.io/v1, kind AdmissionReview; got apiVersion %q, kind %q", rev.APIVersion, rev.Kind)
@@ -108,16 +109,35 @@ func DecodeReview(body []byte) (*admissionv1.AdmissionReview, error) {
 	return &rev, nil
 }
 
+// bodyBuffers holds request-body buffers between reviews; buffers grown
+// past 1 MiB by a large review are not kept.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, review func(context.Context, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse) {
 	if r.Method != http.MethodPost {
 		http.Error(w, "POST an AdmissionReview", http.StatusMethodNotAllowed)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxReviewBytes+1))
-	if err != nil {
+	// the body is read into a pooled buffer: the decoded review copies
+	// what it keeps (strings, RawExtension bytes), so the buffer is free
+	// again once the review is decoded
+	buf := bodyBuffers.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= 1<<20 {
+			bodyBuffers.Put(buf)
+		}
+	}()
+	if r.ContentLength > 0 {
+		// sized from the header, but only up to 64 KiB ahead of the bytes
+		// actually sent, so a header cannot make the server allocate
+		buf.Grow(int(min(r.ContentLength, 64<<10)) + bytes.MinRead)
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(r.Body, MaxReviewBytes+1)); err != nil {
 		http.Error(w, "reading the request: "+err.Error(), http.StatusBadRequest)
 		return
 	}
+	body := buf.Bytes()
 	if len(body) > MaxReviewBytes {
 		http.Error(w, fmt.Sprintf("malformed AdmissionReview: larger than %d bytes", MaxReviewBytes), http.StatusRequestEntityTooLarge)
 		return

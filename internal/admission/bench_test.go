@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/admission"
-	"github.com/moat-dev/moat/internal/match"
 	"github.com/moat-dev/moat/internal/policy"
 )
 
@@ -47,14 +46,7 @@ func BenchmarkWebhookHTTPS(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	now := time.Now()
-	facts := memFacts{}
-	for i, ref := range []string{"registry.example.com/app/web:1.0", "registry.example.com/app/proxy:2.1", "registry.example.com/app/metrics:0.9"} {
-		facts[ref] = &policy.ImageFacts{Reference: ref, Digest: "sha256:" + string(rune('a'+i)), Layers: []string{"sha256:base1", "sha256:base2", "sha256:app"}, User: "1000",
-			Labels: map[string]string{"org.opencontainers.image.source": "x"}, Created: now.Add(-48 * time.Hour), VulnsScanned: true,
-			Findings: []match.Finding{{ID: "CVE-2024-1", Severity: match.Medium}}}
-	}
-	s := &admission.Server{Facts: facts}
+	s := &admission.Server{Facts: benchFacts()}
 	s.SetPolicy(p)
 	srv := httptest.NewUnstartedServer(s.Handler())
 	srv.StartTLS()
@@ -132,4 +124,26 @@ func BenchmarkWebhookHTTPS(b *testing.B) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "reviews/s")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+}
+
+// BenchmarkServeValidate is the handler alone (no TLS, no network): decode
+// the AdmissionReview, evaluate the 3-container Pod against the 20-rule
+// benchmark policy with image facts cached, encode the answer.
+func BenchmarkServeValidate(b *testing.B) {
+	p, err := policy.Load("../policy/testdata/bench-policy.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &admission.Server{Facts: benchFacts()}
+	s.SetPolicy(p)
+	h := s.Handler()
+	body := review("bench", "CREATE", "prod", benchPodJSON)
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("POST", "/validate", bytes.NewReader(body)))
+		if rec.Code != http.StatusOK || !bytes.Contains(rec.Body.Bytes(), []byte(`"allowed":true`)) {
+			b.Fatalf("HTTP %d: %s", rec.Code, rec.Body.Bytes())
+		}
+	}
 }
