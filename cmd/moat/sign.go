@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -23,19 +24,21 @@ import (
 // registryFlags are shared by the signing commands.
 type registryFlags struct {
 	insecure    bool
+	plainHTTP   bool
 	noTag       bool
 	noReferrers bool
 }
 
 func (f *registryFlags) add(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.BoolVar(&f.insecure, "insecure", false, "allow plain HTTP (and unverified TLS) to the registry")
+	fl.BoolVar(&f.insecure, "insecure", false, "allow plain HTTP (and unverified TLS) to the registry; HTTPS is tried first")
+	fl.BoolVar(&f.plainHTTP, "plain-http", false, "speak plain HTTP to the registry without trying HTTPS first (a registry known to serve HTTP)")
 	fl.BoolVar(&f.noTag, "no-tag", false, "do not use the cosign sha256-<hex>.sig/.att tag")
 	fl.BoolVar(&f.noReferrers, "no-referrers", false, "do not use the OCI 1.1 referrers API")
 }
 
 func (f *registryFlags) remote() *signing.Remote {
-	return &signing.Remote{Insecure: f.insecure, NoTag: f.noTag, NoReferrers: f.noReferrers}
+	return &signing.Remote{Insecure: f.insecure, PlainHTTP: f.plainHTTP, NoTag: f.noTag, NoReferrers: f.noReferrers}
 }
 
 func signalContext(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -214,7 +217,9 @@ func requireAnnotations(res *signing.VerifyResult, want map[string]string) {
 	}
 }
 
-func writeVerifyTable(w io.Writer, results []*signing.VerifyResult) {
+func writeVerifyTable(out io.Writer, results []*signing.VerifyResult) {
+	w := bufio.NewWriter(out) // one write, not one per table cell
+	defer w.Flush()
 	for _, res := range results {
 		status := "VERIFIED"
 		if !res.Verified {

@@ -44,8 +44,13 @@ const (
 
 // Remote says how to reach registries.
 type Remote struct {
-	// Insecure allows plain HTTP (and unverified TLS) registries.
+	// Insecure allows plain HTTP (and unverified TLS) registries: HTTPS is
+	// tried first, then HTTP.
 	Insecure bool
+	// PlainHTTP speaks plain HTTP to the registries the references name,
+	// without first trying HTTPS (for a registry known to serve HTTP, such
+	// as one on 127.0.0.1).
+	PlainHTTP bool
 	// Keychain resolves credentials; nil means the docker config keychain.
 	Keychain authn.Keychain
 	// Transport overrides the HTTP transport; nil means one made (and then
@@ -58,13 +63,42 @@ type Remote struct {
 	mu     sync.Mutex // guards Transport, puller and shared: a Remote may verify several images at once
 	puller *remote.Puller
 	shared map[string]*remote.Puller // registry -> puller over one prepared, authenticated transport
+	plain  sync.Map                  // registry hosts reached over plain HTTP (PlainHTTP)
 }
 
 func (r *Remote) nameOpts() []name.Option {
-	if r.Insecure {
+	if r.Insecure || r.PlainHTTP {
 		return []name.Option{name.Insecure}
 	}
 	return nil
+}
+
+// parse parses an image reference and, with PlainHTTP, marks its registry
+// as one to reach over plain HTTP.
+func (r *Remote) parse(ref string) (name.Reference, error) {
+	nr, err := name.ParseReference(ref, r.nameOpts()...)
+	if err == nil && r.PlainHTTP {
+		r.plain.Store(nr.Context().RegistryStr(), true)
+	}
+	return nr, err
+}
+
+// plainHTTP sends requests for the registries in hosts over plain HTTP, so
+// that go-containerregistry's HTTPS-first probe of an insecure registry
+// costs no TLS attempt.
+type plainHTTP struct {
+	base  http.RoundTripper
+	hosts *sync.Map
+}
+
+func (p plainHTTP) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme == "https" {
+		if _, ok := p.hosts.Load(req.URL.Host); ok {
+			req = req.Clone(req.Context())
+			req.URL.Scheme = "http"
+		}
+	}
+	return p.base.RoundTrip(req)
 }
 
 func (r *Remote) options(ctx context.Context) []remote.Option {
@@ -82,6 +116,9 @@ func (r *Remote) options(ctx context.Context) []remote.Option {
 			t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // --insecure asked for it
 		}
 		r.Transport = t
+		if r.PlainHTTP {
+			r.Transport = plainHTTP{base: t, hosts: &r.plain}
+		}
 	}
 	return []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(kc), remote.WithTransport(r.Transport),
 		remote.WithUserAgent("moat"), remote.WithJobs(4)}
@@ -114,7 +151,7 @@ func (r *Remote) Prepare(ctx context.Context, refs []string) {
 	byReg := map[string][]string{}
 	regs := map[string]name.Registry{}
 	for _, ref := range refs {
-		nr, err := name.ParseReference(ref, r.nameOpts()...)
+		nr, err := r.parse(ref)
 		if err != nil {
 			continue
 		}
@@ -168,7 +205,7 @@ type Subject struct {
 // HEAD request (GET when the registry does not answer HEAD). Signing always
 // works on the digest, never on a tag.
 func (r *Remote) Resolve(ctx context.Context, ref string) (*Subject, error) {
-	nr, err := name.ParseReference(ref, r.nameOpts()...)
+	nr, err := r.parse(ref)
 	if err != nil {
 		return nil, fmt.Errorf("parse reference %q: %w", ref, err)
 	}
@@ -198,7 +235,7 @@ func (r *Remote) Resolve(ctx context.Context, ref string) (*Subject, error) {
 // subjectFromDigest parses REF and, when it already names a digest, avoids
 // the round trip to the registry (verification only needs the digest).
 func (r *Remote) subjectFromRef(ctx context.Context, ref string) (*Subject, error) {
-	nr, err := name.ParseReference(ref, r.nameOpts()...)
+	nr, err := r.parse(ref)
 	if err != nil {
 		return nil, fmt.Errorf("parse reference %q: %w", ref, err)
 	}

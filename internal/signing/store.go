@@ -240,20 +240,45 @@ func collect(ctx context.Context, src Source, dgst string, noTag, noReferrers bo
 		cands []*candidate
 		index = map[string]*candidate{}
 	)
+	// Each new candidate's content is downloaded as soon as it is found,
+	// while the other source is still being listed (at most 8 at once).
+	dg, dctx := errgroup.WithContext(ctx)
+	dg.SetLimit(8)
+	download := func(c *candidate) error {
+		if c.layer.Size > k.maxSize || c.layer.Size < 0 {
+			c.err = fmt.Errorf("layer %s is %d bytes, more than the %d allowed", c.layer.Digest, c.layer.Size, k.maxSize)
+			return nil
+		}
+		data, err := src.Blob(dctx, c.layer.Digest.String(), k.maxSize)
+		if err == nil && c.layer.Digest.Algorithm == "sha256" {
+			if h, _, _ := v1.SHA256(bytes.NewReader(data)); h != c.layer.Digest {
+				err = fmt.Errorf("content does not match its digest")
+			}
+		}
+		if err != nil {
+			c.err = fmt.Errorf("fetch layer %s: %w", c.layer.Digest, err)
+			return nil
+		}
+		c.content = data
+		return nil
+	}
 	add := func(from string, l v1.Descriptor) {
 		mu.Lock()
-		defer mu.Unlock()
 		key := l.Digest.String() + "\x00" + l.Annotations[SignatureAnnotation]
 		if c, ok := index[key]; ok {
 			c.sources = append(c.sources, from)
+			mu.Unlock()
 			return
 		}
 		if len(cands) >= MaxSignatures {
+			mu.Unlock()
 			return
 		}
 		c := &candidate{sources: []string{from}, layer: l, annotations: l.Annotations}
 		index[key] = c
 		cands = append(cands, c)
+		mu.Unlock()
+		dg.Go(func() error { return download(c) })
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	if !noTag {
@@ -333,33 +358,11 @@ func collect(ctx context.Context, src Source, dgst string, noTag, noReferrers bo
 			return rg.Wait()
 		})
 	}
-	if err := g.Wait(); err != nil {
+	err := g.Wait()
+	_ = dg.Wait() // downloads record their errors on their candidate
+	if err != nil {
 		return nil, err
 	}
-	// Download the content of every candidate.
-	dg, dctx := errgroup.WithContext(ctx)
-	dg.SetLimit(8)
-	for _, c := range cands {
-		dg.Go(func() error {
-			if c.layer.Size > k.maxSize || c.layer.Size < 0 {
-				c.err = fmt.Errorf("layer %s is %d bytes, more than the %d allowed", c.layer.Digest, c.layer.Size, k.maxSize)
-				return nil
-			}
-			data, err := src.Blob(dctx, c.layer.Digest.String(), k.maxSize)
-			if err == nil && c.layer.Digest.Algorithm == "sha256" {
-				if h, _, _ := v1.SHA256(bytes.NewReader(data)); h != c.layer.Digest {
-					err = fmt.Errorf("content does not match its digest")
-				}
-			}
-			if err != nil {
-				c.err = fmt.Errorf("fetch layer %s: %w", c.layer.Digest, err)
-				return nil
-			}
-			c.content = data
-			return nil
-		})
-	}
-	_ = dg.Wait()
 	sort.SliceStable(cands, func(i, j int) bool { return cands[i].sources[0] < cands[j].sources[0] })
 	return cands, nil
 }
