@@ -26,6 +26,7 @@ type admitFlags struct {
 	exclude                          []string
 	factsTimeout, reload             time.Duration
 	insecure                         bool
+	facts                            factsFlags
 }
 
 func newAdmitCmd() *cobra.Command {
@@ -42,7 +43,10 @@ admission.k8s.io/v1):
   POST /mutate     pins image tags to digests (JSONPatch)
   GET  /healthz    ok once a policy is loaded
 
-Image facts are read from registries on demand, bounded by --facts-timeout
+Image facts are read from registries on demand: the stored findings of a
+moat registry that has scanned the image (asked again after
+--registry-findings-ttl), else a scan here with the vulnerability database,
+kept in the on-disk facts cache by digest. Lookups are bounded by --facts-timeout
 (keep it well inside the webhook's timeoutSeconds); each rule's onError
 decides whether a lookup that fails or times out denies (fail closed) or
 allows with a warning (fail open). The policy is reloaded when the file
@@ -61,6 +65,7 @@ previous one stays in force. Manifests: deploy/kubernetes/.`,
 	fl.DurationVar(&f.reload, "reload-interval", 2*time.Second, "how often the policy file is checked for changes")
 	fl.StringVar(&f.dbDir, "db-dir", "", "vulnerability database directory (default $MOAT_DB_DIR or ~/.cache/moat)")
 	fl.BoolVar(&f.insecure, "insecure", false, "allow plain HTTP to registries")
+	f.facts.register(cmd, true)
 	return cmd
 }
 
@@ -79,6 +84,9 @@ func runAdmit(ctx context.Context, f admitFlags) error {
 		return err
 	}
 	prov := &imagefacts.Provider{Image: image.Options{Insecure: f.insecure}}
+	if err := f.facts.provider(prov, func(msg string) { log.Warn(msg) }, true); err != nil {
+		return err
+	}
 	if db := openDBIfAny(f.dbDir); db != nil {
 		defer db.Close()
 		prov.DB = db

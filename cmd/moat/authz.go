@@ -20,6 +20,7 @@ import (
 type authzFlags struct {
 	policy, name, dir, dockerHost, dbDir string
 	factsTimeout, reload                 time.Duration
+	facts                                factsFlags
 }
 
 func newAuthzCmd() *cobra.Command {
@@ -39,7 +40,11 @@ and moat's reasons. Privileged exec sessions are denied when the policy
 forbids privileged mode; every other API request is allowed.
 
 Image facts (USER, labels, layers) come from the same Docker engine
-(--docker-host). The policy is reloaded when the file changes and on
+(--docker-host). Findings for vulnerability rules come from the moat
+registry the image was pulled from when it has scanned it (its stored
+findings, asked again after --registry-findings-ttl), else from a scan of
+the engine's image with the vulnerability database (--db-dir), kept in the
+on-disk facts cache by image ID. The policy is reloaded when the file changes and on
 SIGHUP; a policy that does not load leaves the previous one in force.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return runAuthz(cmd.Context(), f) },
@@ -52,6 +57,7 @@ SIGHUP; a policy that does not load leaves the previous one in force.`,
 	fl.DurationVar(&f.factsTimeout, "facts-timeout", 5*time.Second, "bound on the image lookups of one request")
 	fl.DurationVar(&f.reload, "reload-interval", 2*time.Second, "how often the policy file is checked for changes")
 	fl.StringVar(&f.dbDir, "db-dir", "", "vulnerability database directory (default $MOAT_DB_DIR or ~/.cache/moat)")
+	f.facts.register(cmd, true)
 	return cmd
 }
 
@@ -67,6 +73,9 @@ func runAuthz(ctx context.Context, f authzFlags) error {
 		return err
 	}
 	prov := &imagefacts.Provider{Docker: f.dockerHost}
+	if err := f.facts.provider(prov, func(msg string) { log.Warn(msg) }, true); err != nil {
+		return err
+	}
 	if db := openDBIfAny(f.dbDir); db != nil {
 		defer db.Close()
 		prov.DB = db

@@ -27,6 +27,16 @@ type ImageFacts struct {
 	// Findings are the vulnerability findings (before the policy's
 	// exceptions).
 	Findings []match.Finding
+	// FactsSource says where Findings came from: "registry" (the stored
+	// findings of a moat registry), "scan" (scanned and matched on
+	// demand), or "" (no vulnerability data).
+	FactsSource string
+	// FactsCached is true when the facts came from the on-disk facts cache
+	// (an earlier scan of the same digest) rather than a new read.
+	FactsCached bool
+	// FactsNote explains the source: which registry, or why a moat
+	// registry's findings could not be used.
+	FactsNote string
 }
 
 // FactsProvider supplies image facts. Implementations cache by digest;
