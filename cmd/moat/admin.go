@@ -141,16 +141,16 @@ func newProjectCmd() *cobra.Command {
 	var a adminFlags
 	cmd := &cobra.Command{Use: "project", Short: "Manage registry projects (create, list, set)"}
 	a.register(cmd)
-	var public, immutable bool
+	var public, immutable, requireSig bool
 	var quota int64
 	row := func(p store.Project) []string {
 		q := "-"
 		if p.QuotaBytes > 0 {
 			q = fmt.Sprint(p.QuotaBytes)
 		}
-		return []string{p.Name, yesNo(p.Public), yesNo(p.ImmutableTags), q}
+		return []string{p.Name, yesNo(p.Public), yesNo(p.ImmutableTags), q, yesNo(p.RequireSignature)}
 	}
-	header := []string{"NAME", "PUBLIC", "IMMUTABLE TAGS", "QUOTA BYTES"}
+	header := []string{"NAME", "PUBLIC", "IMMUTABLE TAGS", "QUOTA BYTES", "REQUIRE SIGNATURE"}
 	create := &cobra.Command{
 		Use: "create NAME", Short: "Create a project", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -182,6 +182,9 @@ func newProjectCmd() *cobra.Command {
 			if cmd.Flags().Changed("quota") {
 				req.QuotaBytes = &quota
 			}
+			if cmd.Flags().Changed("require-signature") {
+				req.RequireSignature = &requireSig
+			}
 			var p store.Project
 			if err := c.Do("PATCH", "projects/"+url.PathEscape(args[0]), req, &p); err != nil {
 				return err
@@ -194,6 +197,7 @@ func newProjectCmd() *cobra.Command {
 		c.Flags().BoolVar(&immutable, "immutable-tags", false, "a pushed tag cannot be moved or deleted")
 		c.Flags().Int64Var(&quota, "quota", 0, "storage quota in bytes (0: unlimited)")
 	}
+	set.Flags().BoolVar(&requireSig, "require-signature", false, "refuse pulls of images not signed by one of the project's trusted keys (moat project trust); --require-signature=false turns it off")
 	list := &cobra.Command{
 		Use: "list", Short: "List projects you can see", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -212,7 +216,7 @@ func newProjectCmd() *cobra.Command {
 			return a.output(cmd.OutOrStdout(), ps, header, rows)
 		},
 	}
-	cmd.AddCommand(create, list, set)
+	cmd.AddCommand(create, list, set, newTrustCmd(&a), newRegistryKeyCmd(&a))
 	return cmd
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -20,7 +21,7 @@ import (
 
 // openGuard starts scanning on push, the vulnerability pull gate, re-scans
 // and webhooks beside the registry.
-func openGuard(ctx context.Context, dataDir, dbDir string, rescan time.Duration, webhooks []string, inst *registry.Instance, log *slog.Logger) (*guard.Guard, error) {
+func openGuard(ctx context.Context, dataDir, dbDir string, rescan time.Duration, webhooks []string, inst *registry.Instance, attestKey crypto.Signer, log *slog.Logger) (*guard.Guard, error) {
 	dir, err := vulndb.ResolveDir(dbDir)
 	if err != nil {
 		dir = ""
@@ -28,7 +29,7 @@ func openGuard(ctx context.Context, dataDir, dbDir string, rescan time.Duration,
 	g, err := guard.Open(ctx, guard.Options{
 		Store: inst.Store, Blobs: inst.Blobs, Auth: inst.Auth, Audit: inst.Audit,
 		DataDir: filepath.Join(dataDir, "guard"), DBDir: dir, RescanInterval: rescan,
-		Webhooks: webhooks, WebhookSecret: os.Getenv("MOAT_WEBHOOK_SECRET"), Version: version, Log: log,
+		Webhooks: webhooks, WebhookSecret: os.Getenv("MOAT_WEBHOOK_SECRET"), Version: version, Log: log, AttestKey: attestKey,
 	})
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"github.com/moat-dev/moat/internal/match"
 	"github.com/moat-dev/moat/internal/policy"
 	"github.com/moat-dev/moat/internal/registry"
+	"github.com/moat-dev/moat/internal/signing"
 	"github.com/moat-dev/moat/internal/signing/registrygate"
 	"github.com/moat-dev/moat/internal/storage"
 	"github.com/moat-dev/moat/internal/vulndb"
@@ -28,18 +30,19 @@ import (
 
 func newServeCmd() *cobra.Command {
 	var (
-		addr, dataDir, storageURL string
-		database                  string
-		s3                        storage.S3Config
-		tlsCert, tlsKey           string
-		dev, anonymous, strict    bool
-		maxBlob                   int64
-		shutdownTimeout, tokenTTL time.Duration
-		dbDir, policyFile         string
-		noScan                    bool
-		rescanInterval            time.Duration
-		webhooks                  []string
-		trustedKeys               string
+		addr, dataDir, storageURL  string
+		database                   string
+		s3                         storage.S3Config
+		tlsCert, tlsKey            string
+		dev, anonymous, strict     bool
+		maxBlob                    int64
+		shutdownTimeout, tokenTTL  time.Duration
+		dbDir, policyFile          string
+		noScan                     bool
+		rescanInterval             time.Duration
+		webhooks                   []string
+		trustedKeys, masterKeyFile string
+		signAttestations           bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -51,7 +54,20 @@ generates one and prints it once.
 
 S3 storage: --storage s3://bucket/prefix with --s3-endpoint, --s3-region and
 credentials from --s3-access-key/--s3-secret-key or AWS_ACCESS_KEY_ID and
-AWS_SECRET_ACCESS_KEY.`,
+AWS_SECRET_ACCESS_KEY.
+
+Keys the server holds — the registry signing key and each project's trusted
+keys — are stored in the metadata database encrypted (AES-256-GCM) under a
+master key: MOAT_MASTER_KEY (base64 of 32 bytes), else --master-key-file,
+created (mode 0600) on first start. Back it up: without it the stored keys
+cannot be read. Projects' trusted keys are managed with moat project trust
+and moat project set --require-signature; --trusted-keys DIR imports key
+files (DIR/PROJECT/*.pub) into the store at start.
+
+With scanning on, --sign-attestations (the default) signs each scanned
+image's CycloneDX SBOM and vulnerability findings as in-toto attestations
+with the registry key; its public key is at GET /api/v1/signing/public-key
+(moat project registry-key).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -98,14 +114,42 @@ AWS_SECRET_ACCESS_KEY.`,
 				return err
 			}
 			defer inst.Close()
+			if masterKeyFile == "" {
+				masterKeyFile = filepath.Join(dataDir, "master.key")
+			}
+			mk, mkCreated, err := signing.LoadOrCreateMasterKey(masterKeyFile, os.Getenv(signing.MasterKeyEnv))
+			if err != nil {
+				return err
+			}
+			if mkCreated {
+				fmt.Fprintf(out, "moat: created the master key %s (%s); back it up: the keys the server holds are sealed with it\n", masterKeyFile, mk.ID())
+			}
+			trust, err := registrygate.NewTrust(cmd.Context(), inst.Store, mk, inst.Audit, log)
+			if err != nil {
+				return fmt.Errorf("%w (master key %s)", err, mk.ID())
+			}
+			inst.Signatures, inst.Trust = trust, trust
 			if trustedKeys == "" {
 				trustedKeys = filepath.Join(dataDir, "trusted-keys")
 			}
-			gate, err := registrygate.FromDir(trustedKeys)
+			notes, err := trust.ImportDir(cmd.Context(), trustedKeys)
 			if err != nil {
 				return fmt.Errorf("--trusted-keys: %w", err)
 			}
-			inst.Signatures = gate
+			for _, n := range notes {
+				fmt.Fprintln(out, "moat:", n)
+			}
+			var attestKey crypto.Signer
+			if signAttestations && !noScan {
+				k, created, err := trust.LoadOrCreateRegistryKey(cmd.Context())
+				if err != nil {
+					return err
+				}
+				attestKey = k
+				if created {
+					fmt.Fprintf(out, "moat: created the registry signing key %s (scan-on-push attestations; public key at /api/v1/signing/public-key)\n", signing.Fingerprint(k.Public()))
+				}
+			}
 			if inst.GeneratedPassword != "" {
 				fmt.Fprintf(out, "moat: created administrator \"admin\" with password %s (shown once; set MOAT_ADMIN_PASSWORD to choose it)\n", inst.GeneratedPassword)
 			}
@@ -124,7 +168,7 @@ AWS_SECRET_ACCESS_KEY.`,
 			defer closeFleet()
 			var handler http.Handler = fleet.Handler(fl, inst)
 			if !noScan {
-				gd, err := openGuard(cmd.Context(), dataDir, dbDir, rescanInterval, webhooks, inst, log)
+				gd, err := openGuard(cmd.Context(), dataDir, dbDir, rescanInterval, webhooks, inst, attestKey, log)
 				if err != nil {
 					return err
 				}
@@ -199,7 +243,9 @@ AWS_SECRET_ACCESS_KEY.`,
 	f.DurationVar(&rescanInterval, "rescan-interval", 24*time.Hour, "re-match every stored SBOM this often (0: only after the database changes)")
 	f.StringArrayVar(&webhooks, "webhook", nil, "URL that receives events as JSON signed with MOAT_WEBHOOK_SECRET (repeatable)")
 	f.StringVar(&dbDir, "db-dir", "", "vulnerability database directory (default $MOAT_DB_DIR, else ~/.cache/moat)")
-	f.StringVar(&trustedKeys, "trusted-keys", "", "per-project trusted signing keys, DIR/PROJECT/*.pub: pulls from a project with keys need an image signed by one of them (default DATA-DIR/trusted-keys)")
+	f.StringVar(&trustedKeys, "trusted-keys", "", "import per-project trusted keys from DIR/PROJECT/*.pub into the store at start; a project that gains keys gets require-signature on (default DATA-DIR/trusted-keys, when it exists)")
+	f.StringVar(&masterKeyFile, "master-key-file", "", "master key that seals the keys the server holds, created 0600 on first start (default DATA-DIR/master.key; $"+signing.MasterKeyEnv+" takes precedence)")
+	f.BoolVar(&signAttestations, "sign-attestations", true, "sign each scanned image's SBOM and vulnerability findings as in-toto attestations with the registry key (created on first start)")
 	f.StringVar(&policyFile, "policy", "", "policy whose runtime rules judge the containers agents report (default: built-in least privilege)")
 	return cmd
 }

@@ -29,7 +29,15 @@ const (
 	ActionRobotCreate    = "robot.create"   //
 	ActionRobotRevoke    = "robot.revoke"   //
 	ActionGarbageCollect = "gc"             //
+	ActionTrustAdd       = "trust.add"      // a trusted public key added to a project
+	ActionTrustRemove    = "trust.remove"   //
+	ActionKeyCreate      = "key.create"     // a server-held key created (e.g. the registry key)
+	ActionKeySign        = "key.sign"       // a server-held key signed something
 )
+
+// ActorKindSystem marks events done by the server itself (e.g. the
+// registry key signing a scan-on-push attestation).
+const ActorKindSystem = "system"
 
 // Event is one audited action.
 type Event struct {

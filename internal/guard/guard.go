@@ -3,6 +3,7 @@ package guard
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -49,6 +50,10 @@ type Options struct {
 	// Webhooks receive events, signed with WebhookSecret.
 	Webhooks      []string
 	WebhookSecret string
+	// AttestKey, when set, signs the CycloneDX SBOM and the vulnerability
+	// findings of every scanned image as in-toto attestations stored
+	// beside it (see attest.go); each use is audited.
+	AttestKey crypto.Signer
 	// Version is the moat version written into SBOMs.
 	Version string
 	Log     *slog.Logger

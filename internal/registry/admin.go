@@ -33,6 +33,9 @@ type (
 		Public        *bool  `json:"public,omitempty"`
 		ImmutableTags *bool  `json:"immutable_tags,omitempty"`
 		QuotaBytes    *int64 `json:"quota_bytes,omitempty"`
+		// RequireSignature refuses pulls of images not signed by one of
+		// the project's trusted keys (see /projects/P/trusted-keys).
+		RequireSignature *bool `json:"require_signature,omitempty"`
 	}
 	// MemberRequest sets a member's role.
 	MemberRequest struct {
@@ -67,13 +70,19 @@ func adminError(w http.ResponseWriter, status int, msg string) {
 
 // handleAdmin serves /api/v1/... for authenticated accounts.
 func (s *Server) handleAdmin(w http.ResponseWriter, r *http.Request) {
+	parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/api/v1/"), "/"), "/")
+	if s.serveSigning(w, r, parts) {
+		return
+	}
 	p, err := s.principal(r)
 	if err != nil || p.Kind == auth.KindAnonymous {
 		w.Header().Set("WWW-Authenticate", `Basic realm="moat"`)
 		adminError(w, http.StatusUnauthorized, "authentication required")
 		return
 	}
-	parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/api/v1/"), "/"), "/")
+	if s.serveTrustedKeys(w, r, p, parts) {
+		return
+	}
 	ctx := r.Context()
 	decode := func(v any) bool {
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(v); err != nil {
@@ -219,18 +228,28 @@ func (s *Server) handleAdmin(w http.ResponseWriter, r *http.Request) {
 		if !decode(&req) {
 			return
 		}
+		if req.RequireSignature != nil && s.Trust == nil {
+			adminError(w, http.StatusNotImplemented, "this server does not enforce signatures")
+			return
+		}
 		pr, err := s.Store.ProjectByName(ctx, parts[1])
 		if err != nil {
 			storeErr(err)
 			return
 		}
+		wasRequired := pr.RequireSignature
 		applyProject(pr, req)
 		if err := s.Store.UpdateProject(ctx, *pr); err != nil {
 			storeErr(err)
 			return
 		}
 		s.Auth.Invalidate()
-		rec(audit.ActionProjectUpdate, parts[1], true)
+		detail := parts[1]
+		if pr.RequireSignature != wasRequired {
+			s.Trust.Changed(ctx)
+			detail += fmt.Sprintf(" require_signature=%v", pr.RequireSignature)
+		}
+		rec(audit.ActionProjectUpdate, detail, true)
 		writeJSON(w, http.StatusOK, pr)
 	case r.Method == "GET" && parts[0] == "projects" && len(parts) == 3 && parts[2] == "members":
 		if !p.Admin && (p.Kind != auth.KindUser || p.Roles[parts[1]] == "") {
@@ -417,6 +436,9 @@ func applyProject(pr *store.Project, req ProjectRequest) {
 	}
 	if req.QuotaBytes != nil {
 		pr.QuotaBytes = *req.QuotaBytes
+	}
+	if req.RequireSignature != nil {
+		pr.RequireSignature = *req.RequireSignature
 	}
 }
 

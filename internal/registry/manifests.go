@@ -174,8 +174,12 @@ func (s *Server) getManifest(w http.ResponseWriter, r *http.Request, rt route) {
 		internalError(w, err)
 		return
 	}
-	if r.Method == http.MethodGet && !s.checkPullSignature(w, r, p, rt, repo, m) {
-		return
+	sigDetail := ""
+	if r.Method == http.MethodGet {
+		var ok bool
+		if ok, sigDetail = s.checkPullSignature(w, r, p, rt, repo, m); !ok {
+			return
+		}
 	}
 	if r.Method == http.MethodGet && !s.checkImageGate(w, r, p, rt.name, m) {
 		return
@@ -193,7 +197,11 @@ func (s *Server) getManifest(w http.ResponseWriter, r *http.Request, rt route) {
 	if !strings.Contains(rt.ref, ":") {
 		tag = rt.ref
 	}
-	s.record(r, p, audit.ActionPull, rt.name, m.Digest, tag, "manifest")
+	detail := "manifest"
+	if sigDetail != "" {
+		detail += "; " + sigDetail
+	}
+	s.record(r, p, audit.ActionPull, rt.name, m.Digest, tag, detail)
 	w.WriteHeader(http.StatusOK)
 	w.Write(m.Content)
 }

@@ -46,6 +46,9 @@ type Config struct {
 	// that require signatures (see signature_gate.go; implemented by
 	// internal/signing/registrygate).
 	Signatures PullGate
+	// Trust, when set, serves the admin API of projects' trusted keys and
+	// the registry's public signing key (see trust.go).
+	Trust TrustStore
 	// OnPush, when set, is told about every committed manifest push, and
 	// Gate, when set, may refuse pulls (see guard_hooks.go; implemented by
 	// internal/guard).

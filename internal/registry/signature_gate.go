@@ -50,19 +50,24 @@ func (e errArtifactNotFound) NotFound() bool { return true }
 // (Config.Signatures) before a manifest's content is served (GET; HEAD
 // only reveals the digest, which signers need to sign): it answers 403
 // DENIED and records a denied audit event when the image has no signature
-// by a trusted key. It reports whether serving may go on.
-func (s *Server) checkPullSignature(w http.ResponseWriter, r *http.Request, p *auth.Principal, rt route, repo *store.Repo, m *store.Manifest) bool {
+// by a trusted key. It reports whether serving may go on and, for a pull
+// the trusted keys allowed, why (which key signed), for the pull's audit
+// event.
+func (s *Server) checkPullSignature(w http.ResponseWriter, r *http.Request, p *auth.Principal, rt route, repo *store.Repo, m *store.Manifest) (bool, string) {
 	project, _, _ := strings.Cut(rt.name, "/")
 	if s.Signatures == nil || !s.Signatures.Required(project) {
-		return true
+		return true, ""
 	}
 	allowed, reason, err := s.Signatures.CheckPull(r.Context(), &storeSource{s: s, repoID: repo.ID}, project, rt.name, m.Digest, m.Content)
 	if err != nil {
 		internalError(w, fmt.Errorf("signature check: %w", err))
-		return false
+		return false, ""
 	}
 	if allowed {
-		return true
+		if reason != "" {
+			return true, "require-signature: " + reason
+		}
+		return true, ""
 	}
 	msg := fmt.Sprintf("pull of %s@%s refused: %s", rt.name, m.Digest, reason)
 	if s.Audit != nil {
@@ -74,7 +79,7 @@ func (s *Server) checkPullSignature(w http.ResponseWriter, r *http.Request, p *a
 		s.Audit.Record(e)
 	}
 	writeError(w, http.StatusForbidden, codeDenied, msg)
-	return false
+	return false, ""
 }
 
 // storeSource reads a repository's signatures from the registry's own

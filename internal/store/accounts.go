@@ -19,12 +19,15 @@ type User struct {
 
 // Project groups repositories (the first path component of their names).
 type Project struct {
-	ID            int64     `json:"id"`
-	Name          string    `json:"name"`
-	Public        bool      `json:"public"`
-	ImmutableTags bool      `json:"immutable_tags"`
-	QuotaBytes    int64     `json:"quota_bytes"`
-	CreatedAt     time.Time `json:"created_at"`
+	ID            int64  `json:"id"`
+	Name          string `json:"name"`
+	Public        bool   `json:"public"`
+	ImmutableTags bool   `json:"immutable_tags"`
+	QuotaBytes    int64  `json:"quota_bytes"`
+	// RequireSignature refuses pulls of images without a signature by
+	// one of the project's trusted keys (see TrustedKey).
+	RequireSignature bool      `json:"require_signature"`
+	CreatedAt        time.Time `json:"created_at"`
 }
 
 // Member is a user's role in a project.
@@ -108,8 +111,8 @@ func (s *Store) affectOne(ctx context.Context, q string, args ...any) error {
 // CreateProject adds a project.
 func (s *Store) CreateProject(ctx context.Context, p Project) (*Project, error) {
 	p.CreatedAt = fromMillis(now())
-	err := s.rw.QueryRowContext(ctx, s.d.rebind(`INSERT INTO projects(name, public, immutable_tags, quota_bytes, created_at) VALUES (?,?,?,?,?) RETURNING id`),
-		p.Name, b2i(p.Public), b2i(p.ImmutableTags), p.QuotaBytes, p.CreatedAt.UnixMilli()).Scan(&p.ID)
+	err := s.rw.QueryRowContext(ctx, s.d.rebind(`INSERT INTO projects(name, public, immutable_tags, quota_bytes, require_signature, created_at) VALUES (?,?,?,?,?,?) RETURNING id`),
+		p.Name, b2i(p.Public), b2i(p.ImmutableTags), p.QuotaBytes, b2i(p.RequireSignature), p.CreatedAt.UnixMilli()).Scan(&p.ID)
 	if isUnique(err) {
 		return nil, ErrConflict
 	}
@@ -118,23 +121,23 @@ func (s *Store) CreateProject(ctx context.Context, p Project) (*Project, error) 
 
 // UpdateProject replaces a project's settings.
 func (s *Store) UpdateProject(ctx context.Context, p Project) error {
-	return s.affectOne(ctx, `UPDATE projects SET public = ?, immutable_tags = ?, quota_bytes = ? WHERE name = ?`,
-		b2i(p.Public), b2i(p.ImmutableTags), p.QuotaBytes, p.Name)
+	return s.affectOne(ctx, `UPDATE projects SET public = ?, immutable_tags = ?, quota_bytes = ?, require_signature = ? WHERE name = ?`,
+		b2i(p.Public), b2i(p.ImmutableTags), p.QuotaBytes, b2i(p.RequireSignature), p.Name)
 }
 
-const projectCols = `id, name, public, immutable_tags, quota_bytes, created_at`
+const projectCols = `id, name, public, immutable_tags, quota_bytes, require_signature, created_at`
 
 func scanProject(row rowScanner) (*Project, error) {
 	var p Project
-	var pub, imm int
+	var pub, imm, req int
 	var created int64
-	if err := row.Scan(&p.ID, &p.Name, &pub, &imm, &p.QuotaBytes, &created); err != nil {
+	if err := row.Scan(&p.ID, &p.Name, &pub, &imm, &p.QuotaBytes, &req, &created); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, ErrNotFound
 		}
 		return nil, err
 	}
-	p.Public, p.ImmutableTags, p.CreatedAt = pub != 0, imm != 0, fromMillis(created)
+	p.Public, p.ImmutableTags, p.RequireSignature, p.CreatedAt = pub != 0, imm != 0, req != 0, fromMillis(created)
 	return &p, nil
 }
 

@@ -115,6 +115,26 @@ var migrations = []string{
 		detail TEXT NOT NULL DEFAULT ''
 	);
 	CREATE INDEX audit_events_at ON audit_events(at);`,
+	// 2: keys the server holds, sealed (AES-256-GCM) under the master key
+	// by internal/signing; projects' require-signature switch.
+	`ALTER TABLE projects ADD COLUMN require_signature INTEGER NOT NULL DEFAULT 0;
+	CREATE TABLE server_keys (
+		name TEXT PRIMARY KEY,
+		fingerprint TEXT NOT NULL,
+		public_key TEXT NOT NULL,
+		sealed {{BLOB}} NOT NULL,
+		created_at BIGINT NOT NULL
+	);
+	CREATE TABLE trusted_keys (
+		project_id BIGINT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+		name TEXT NOT NULL,
+		fingerprint TEXT NOT NULL,
+		sealed {{BLOB}} NOT NULL,
+		added_by TEXT NOT NULL DEFAULT '',
+		created_at BIGINT NOT NULL,
+		PRIMARY KEY (project_id, name)
+	);
+	CREATE UNIQUE INDEX trusted_keys_fingerprint ON trusted_keys(project_id, fingerprint);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -107,6 +107,7 @@ func TestPostgres(t *testing.T) {
 	}
 	testManifestsTagsReferrers(t, s)
 	testAccountsAndAudit(t, s)
+	testKeys(t, s)
 	if err := s.CreateUpload(ctx, "u1", "p/r"); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,111 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// ServerKey is a signing key the server holds (e.g. "registry", which signs
+// scan-on-push attestations). Sealed is its private key encrypted under
+// the server's master key (internal/signing); PublicKey is its PEM.
+type ServerKey struct {
+	Name        string
+	Fingerprint string
+	PublicKey   string
+	Sealed      []byte
+	CreatedAt   time.Time
+}
+
+// TrustedKey is a public key a project trusts for signatures. Sealed is
+// the PEM encrypted under the server's master key, bound to the row
+// (project and name); Fingerprint identifies it without decrypting.
+type TrustedKey struct {
+	Project     string
+	Name        string
+	Fingerprint string
+	Sealed      []byte
+	AddedBy     string
+	CreatedAt   time.Time
+}
+
+// ServerKeyByName returns a server key, or ErrNotFound.
+func (s *Store) ServerKeyByName(ctx context.Context, name string) (*ServerKey, error) {
+	var k ServerKey
+	var created int64
+	err := s.queryRow(ctx, `SELECT name, fingerprint, public_key, sealed, created_at FROM server_keys WHERE name = ?`, name).
+		Scan(&k.Name, &k.Fingerprint, &k.PublicKey, &k.Sealed, &created)
+	if err != nil {
+		return nil, notFound(err)
+	}
+	k.CreatedAt = fromMillis(created)
+	return &k, nil
+}
+
+// CreateServerKey stores a new server key; ErrConflict when one with the
+// name exists (two servers starting at once: the loser reads the winner's).
+func (s *Store) CreateServerKey(ctx context.Context, k ServerKey) error {
+	_, err := s.exec(ctx, `INSERT INTO server_keys(name, fingerprint, public_key, sealed, created_at) VALUES (?,?,?,?,?)`,
+		k.Name, k.Fingerprint, k.PublicKey, k.Sealed, now())
+	if isUnique(err) {
+		return ErrConflict
+	}
+	return err
+}
+
+// AddTrustedKey adds a trusted key to an existing project: ErrNotFound
+// without the project, ErrConflict when the name or the key is already
+// there.
+func (s *Store) AddTrustedKey(ctx context.Context, k TrustedKey) (*TrustedKey, error) {
+	k.CreatedAt = fromMillis(now())
+	err := s.tx(ctx, func(t *txn) error {
+		var pid int64
+		if err := t.queryRow(`SELECT id FROM projects WHERE name = ?`, k.Project).Scan(&pid); err != nil {
+			return notFound(err)
+		}
+		_, err := t.exec(`INSERT INTO trusted_keys(project_id, name, fingerprint, sealed, added_by, created_at) VALUES (?,?,?,?,?,?)`,
+			pid, k.Name, k.Fingerprint, k.Sealed, k.AddedBy, k.CreatedAt.UnixMilli())
+		if isUnique(err) {
+			return ErrConflict
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &k, nil
+}
+
+// RemoveTrustedKey removes a project's trusted key by name.
+func (s *Store) RemoveTrustedKey(ctx context.Context, project, name string) error {
+	return s.affectOne(ctx, `DELETE FROM trusted_keys WHERE name = ? AND project_id = (SELECT id FROM projects WHERE name = ?)`, name, project)
+}
+
+// ListTrustedKeys returns the trusted keys of a project ("" for every
+// project), by project and name.
+func (s *Store) ListTrustedKeys(ctx context.Context, project string) ([]TrustedKey, error) {
+	q := `SELECT p.name, k.name, k.fingerprint, k.sealed, k.added_by, k.created_at FROM trusted_keys k JOIN projects p ON p.id = k.project_id`
+	var args []any
+	if project != "" {
+		q += ` WHERE p.name = ?`
+		args = append(args, project)
+	}
+	q += ` ORDER BY p.name, k.name`
+	return queryList(ctx, s, func(r rowScanner) (TrustedKey, error) {
+		var k TrustedKey
+		var created int64
+		err := r.Scan(&k.Project, &k.Name, &k.Fingerprint, &k.Sealed, &k.AddedBy, &created)
+		k.CreatedAt = fromMillis(created)
+		return k, err
+	}, q, args...)
+}
+
+// SignatureProjects returns the names of the projects that require
+// signatures.
+func (s *Store) SignatureProjects(ctx context.Context) ([]string, error) {
+	return s.strings(ctx, `SELECT name FROM projects WHERE require_signature <> 0 ORDER BY name`)
+}
+
+// SetRequireSignature turns a project's require-signature switch on or off.
+func (s *Store) SetRequireSignature(ctx context.Context, project string, on bool) error {
+	return s.affectOne(ctx, `UPDATE projects SET require_signature = ? WHERE name = ?`, b2i(on), project)
+}
