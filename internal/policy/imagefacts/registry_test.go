@@ -451,3 +451,47 @@ func TestDiskCacheAcrossRuns(t *testing.T) {
 		t.Errorf("rescan after corruption read %d blobs", got)
 	}
 }
+
+// TestMoatRegistryIndex: a tag naming a multi-platform index gives the
+// stored findings of the requested platform's image.
+func TestMoatRegistryIndex(t *testing.T) {
+	dbDir := t.TempDir()
+	importDB(t, dbDir, osvRecords...)
+	m := startMoat(t, dbDir)
+	amd := it.WithPlatform(t, appImage(t), "linux", "amd64", "")
+	arm := it.WithPlatform(t, it.Image(t, it.Step{Layer: it.Layer(t,
+		it.Text("/etc/os-release", "ID=alpine\nVERSION_ID=3.19.0\n"),
+		it.Text("/app/node_modules/left-pad/package.json", `{"name":"left-pad","version":"1.3.0"}`))}), "linux", "arm64", "v8")
+	idx := it.Index(t, amd, arm)
+	r, _ := name.ParseReference(m.host + "/team/multi:1")
+	if err := remote.WriteIndex(r, idx, remote.WithAuth(&authn.Basic{Username: "admin", Password: adminPW})); err != nil {
+		t.Fatal(err)
+	}
+	amdD, _ := amd.Digest()
+	armD, _ := arm.Digest()
+	for _, d := range []v1.Hash{amdD, armD} {
+		if im := m.wait(t, "team/multi", d.String()); im.Status != "scanned" {
+			t.Fatalf("%s: %+v", d, im)
+		}
+	}
+	for _, c := range []struct {
+		platform string
+		digest   v1.Hash
+		findings int
+	}{{"linux/amd64", amdD, 3}, {"linux/arm64", armD, 2}, {"linux/arm64/v8", armD, 2}} {
+		p := &imagefacts.Provider{Image: image.Options{Platform: c.platform, Keychain: basicKeychain("admin", adminPW)}}
+		f, err := p.ImageFacts(context.Background(), m.host+"/team/multi:1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.FactsSource != imagefacts.SourceRegistry || f.Digest != c.digest.String() || len(f.Findings) != c.findings {
+			t.Errorf("%s: %q %s %d findings (%s)", c.platform, f.FactsSource, f.Digest, len(f.Findings), f.FactsNote)
+		}
+	}
+	// a platform the index lacks: the registry has nothing, and the scan
+	// here cannot select an image either
+	p := &imagefacts.Provider{DB: openDB(t, osvRecords...), Image: image.Options{Platform: "linux/s390x", Keychain: basicKeychain("admin", adminPW)}}
+	if f, err := p.ImageFacts(context.Background(), m.host+"/team/multi:1"); err == nil {
+		t.Errorf("s390x: %+v", f)
+	}
+}
