@@ -72,7 +72,8 @@ type Provider struct {
 
 	mu       sync.Mutex
 	byDigest map[string]memEntry
-	tags     map[string]tagEntry
+	tags     map[string]tagEntry // tag → the manifest digest it resolved to
+	tagFacts map[string]tagEntry // tag → the digest its facts are kept under
 	repos    map[string]repoEntry
 	hosts    map[string]hostEntry
 	group    singleflight.Group
@@ -190,8 +191,20 @@ func (p *Provider) keep(ref string, f *policy.ImageFacts, ttl time.Duration, dig
 		}
 	}
 	if len(digests) > 0 {
-		p.remember(ref, digests[0])
+		p.rememberFacts(ref, digests[0])
 	}
+}
+
+// rememberFacts notes that the facts of tag ref are kept under digest
+// (caller holds p.mu).
+func (p *Provider) rememberFacts(ref, digest string) {
+	if digest == "" || digestIn(ref) != "" {
+		return
+	}
+	if p.tagFacts == nil || len(p.tagFacts) >= p.max() {
+		p.tagFacts = map[string]tagEntry{}
+	}
+	p.tagFacts[ref] = tagEntry{digest: digest, at: time.Now()}
 }
 
 // ImageFacts implements policy.FactsProvider.
@@ -199,7 +212,7 @@ func (p *Provider) ImageFacts(ctx context.Context, ref string) (*policy.ImageFac
 	p.mu.Lock()
 	d := digestIn(ref)
 	if d == "" {
-		if t, ok := p.tags[ref]; ok && time.Since(t.at) < p.ttl() {
+		if t, ok := p.tagFacts[ref]; ok && time.Since(t.at) < p.ttl() {
 			d = t.digest
 		}
 	}
@@ -262,7 +275,7 @@ func (p *Provider) read(ctx context.Context, ref string) (*policy.ImageFacts, er
 	}
 	p.mu.Lock()
 	if f, ok := p.cached(p.scope(ref), d0); ok {
-		p.remember(ref, d0)
+		p.rememberFacts(ref, d0)
 		p.mu.Unlock()
 		return f, nil
 	}
@@ -603,7 +616,6 @@ func (p *Provider) readDocker(ctx context.Context, ref string) (*policy.ImageFac
 	}
 	p.mu.Lock()
 	if f, ok := p.cached(p.scope(ref), known.Digest); ok {
-		p.remember(ref, known.Digest)
 		p.mu.Unlock()
 		return f, nil
 	}

@@ -469,6 +469,7 @@ func TestMoatRegistryIndex(t *testing.T) {
 	}
 	amdD, _ := amd.Digest()
 	armD, _ := arm.Digest()
+	idxD, _ := idx.Digest()
 	for _, d := range []v1.Hash{amdD, armD} {
 		if im := m.wait(t, "team/multi", d.String()); im.Status != "scanned" {
 			t.Fatalf("%s: %+v", d, im)
@@ -486,6 +487,10 @@ func TestMoatRegistryIndex(t *testing.T) {
 		}
 		if f.FactsSource != imagefacts.SourceRegistry || f.Digest != c.digest.String() || len(f.Findings) != c.findings {
 			t.Errorf("%s: %q %s %d findings (%s)", c.platform, f.FactsSource, f.Digest, len(f.Findings), f.FactsNote)
+		}
+		// pinning the tag gives the index, not the platform image
+		if d, err := p.ResolveDigest(context.Background(), m.host+"/team/multi:1"); err != nil || d != idxD.String() {
+			t.Errorf("%s: pinned to %s %v, want the index %s", c.platform, d, err, idxD)
 		}
 	}
 	// a platform the index lacks: the registry has nothing, and the scan
