@@ -115,9 +115,6 @@ type registryAnswer struct {
 		Subject         scan.Subject     `json:"subject"`
 		Layers          []scan.LayerInfo `json:"layers"`
 		Vulnerabilities *struct {
-			Database struct {
-				Updated time.Time `json:"updated"`
-			} `json:"database"`
 			Findings   []match.Finding           `json:"findings"`
 			Suppressed []match.SuppressedFinding `json:"suppressed"`
 		} `json:"vulnerabilities"`
@@ -204,7 +201,7 @@ func (a *registryAnswer) facts(ref, host string) (*policy.ImageFacts, bool) {
 		VulnsScanned: true, Findings: a.findings(), FactsSource: SourceRegistry}
 	f.FactsNote = "stored findings of moat registry " + host
 	if !a.Image.Scanned.IsZero() {
-		f.FactsNote += ", matched " + a.Image.Scanned.UTC().Format(time.RFC3339)
+		f.FactsNote += ", scanned " + a.Image.Scanned.UTC().Format(time.RFC3339)
 	}
 	for _, l := range r.Layers {
 		if l.DiffID == "" {
