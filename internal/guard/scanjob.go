@@ -26,6 +26,7 @@ import (
 	"github.com/moat-dev/moat/internal/report"
 	"github.com/moat-dev/moat/internal/sbom"
 	"github.com/moat-dev/moat/internal/scan"
+	"github.com/moat-dev/moat/internal/signing"
 	"github.com/moat-dev/moat/internal/storage"
 	"github.com/moat-dev/moat/internal/store"
 )
@@ -107,6 +108,12 @@ func (g *Guard) scanImage(ctx context.Context, j *job) error {
 	if err != nil {
 		return err
 	}
+	if signing.IsSigningArtifact(m.Content) {
+		// A cosign signature or attestation tag (its config says image):
+		// nothing to catalogue, and no image to list.
+		g.rw.ExecContext(ctx, `DELETE FROM images WHERE repo = ? AND digest = ?`, j.repo, j.digest)
+		return nil
+	}
 	img, err := g.openStored(ctx, j.repoID, m)
 	if err != nil {
 		return err
@@ -143,6 +150,14 @@ func (g *Guard) scanImage(ctx context.Context, j *job) error {
 	if err != nil {
 		return err
 	}
+	// Artifacts first, so that an image listed as scanned already has
+	// them.
+	if err := g.attach(ctx, j, m, bomBuf.Bytes(), res, mr); err != nil {
+		g.o.Log.Warn("guard: attaching SBOM and report as referrers failed", "repository", j.repo, "digest", j.digest, "error", err.Error())
+	}
+	if err := g.attest(ctx, j, m, bomBuf.Bytes(), mr, start); err != nil {
+		g.o.Log.Warn("guard: storing the signed SBOM and scan attestations failed", "repository", j.repo, "digest", j.digest, "error", err.Error())
+	}
 	status := "pending"
 	if matched {
 		status = "scanned"
@@ -159,9 +174,6 @@ func (g *Guard) scanImage(ctx context.Context, j *job) error {
 	})
 	if err != nil {
 		return err
-	}
-	if err := g.attach(ctx, j, m, bomBuf.Bytes(), res, mr); err != nil {
-		g.o.Log.Warn("guard: attaching SBOM and report as referrers failed", "repository", j.repo, "digest", j.digest, "error", err.Error())
 	}
 	g.emit(ctx, "scan-completed", j.repo, j.digest, map[string]any{"status": status, "packages": len(res.Packages), "counts": countsOf(mr)})
 	return nil

@@ -112,8 +112,10 @@ func FuzzOpenSealed(f *testing.F) {
 		if err == nil && (len(env.Nonce) != 12 || len(env.Ciphertext) < 16) {
 			t.Fatalf("parsed a malformed envelope: %+v", env)
 		}
+		// Only "key" was ever sealed under this key and aad (the fuzz
+		// workers seal their own copy, with another nonce).
 		pt, err := mk.Open(data, aad)
-		if err == nil && !bytes.Equal(data, good) {
+		if err == nil && string(pt) != "key" {
 			t.Fatalf("forged value opened: %q", pt)
 		}
 		mk.OpenPrivateKey(data, aad)
