@@ -166,3 +166,33 @@ func (g *Guard) storeLaid(ctx context.Context, repoID int64, l *signing.Laid, ta
 	}
 	return g.o.Store.PutManifest(ctx, repoID, mf, refs, tags, false)
 }
+
+// refreshVulnAttestation re-signs the vulnerability attestation of an
+// image whose findings a re-match changed, so that the registry's
+// attestation always states the latest findings (with the re-match's
+// times and database version). Failures are logged: the findings are
+// stored either way.
+func (g *Guard) refreshVulnAttestation(ctx context.Context, repo, digest string, mr *match.Result, started time.Time) {
+	if g.o.AttestKey == nil || mr == nil {
+		return
+	}
+	err := func() error {
+		rp, err := g.o.Store.RepoByName(ctx, repo)
+		if err != nil {
+			return err
+		}
+		m, err := g.o.Store.GetManifest(ctx, rp.ID, digest, true)
+		if err != nil {
+			return err
+		}
+		pred, err := signing.VulnPredicate(signing.VulnScan{ScannerURI: "https://moat.dev", ScannerVersion: g.o.Version,
+			DBURI: "https://osv.dev", DBVersion: g.dbVersion(), Result: mr, Started: started, Finished: time.Now()})
+		if err != nil {
+			return err
+		}
+		return g.putAttestation(ctx, &job{repo: repo, repoID: rp.ID, digest: digest}, m, signing.PredicateVuln, pred)
+	}()
+	if err != nil && !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
+		g.o.Log.Warn("guard: refreshing the signed vulnerability attestation failed", "repository", repo, "digest", digest, "error", err.Error())
+	}
+}

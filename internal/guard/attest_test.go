@@ -150,6 +150,27 @@ func TestSignedAttestationsOnPush(t *testing.T) {
 		t.Fatalf("after re-scan: %+v", res)
 	}
 
+	// A database update that changes the findings re-signs the
+	// registry's vulnerability attestation (replacing it).
+	importDB(t, db, osvRecord("GHSA-p6mc-m468-83gw", "CVE-2020-8203", "lodash", "3.7.0", "4.17.19", critical),
+		osvRecord("GHSA-left-pad-0001", "CVE-2099-0001", "left-pad", "1.0.0", "1.3.1", critical))
+	if !e.g.reloadDB() {
+		t.Fatal("database change not seen")
+	}
+	if res, err := e.g.Rescan(ctx); err != nil || res.Changed != 1 {
+		t.Fatalf("rescan: %+v %v", res, err)
+	}
+	refreshed := verify(signing.PredicateVuln)
+	fresh := 0
+	for _, a := range refreshed.Attestations {
+		if a.Verified && a.Key == signing.Fingerprint(key.Public()) && strings.Contains(string(a.Predicate), "CVE-2099-0001") {
+			fresh++
+		}
+	}
+	if fresh != 1 || len(refreshed.Attestations) != 2 {
+		t.Fatalf("after the database update: %d refreshed of %+v", fresh, refreshed.Attestations)
+	}
+
 	// The attestation tag is not an image: a reconcile does not list it.
 	if _, err := e.g.Reconcile(ctx); err != nil {
 		t.Fatal(err)

@@ -164,6 +164,7 @@ func (g *Guard) Rescan(ctx context.Context) (*RescanResult, error) {
 			added, err = g.storeMatch(ctx, tx, it.repo, it.digest, it.pkgs, it.mr, it.status != "scanned")
 			return err
 		})
+		mr := it.mr
 		it.pkgs, it.mr = nil, nil // keep memory bounded over many images
 		if werr != nil {
 			if ctx.Err() != nil {
@@ -173,6 +174,7 @@ func (g *Guard) Rescan(ctx context.Context) (*RescanResult, error) {
 			continue
 		}
 		res.Changed++
+		g.refreshVulnAttestation(ctx, it.repo, it.digest, mr, start)
 		if len(added) > 0 && it.status == "scanned" {
 			res.NewFindings += len(added)
 			var ids []map[string]string
