@@ -129,8 +129,9 @@ func (g *Guard) putAttestation(ctx context.Context, j *job, m *store.Manifest, p
 	// replaced, every other layer kept.
 	tag := signing.AttestationTag(j.digest)
 	var prev []byte
+	prevDigest := ""
 	if pm, err := g.o.Store.GetManifest(ctx, j.repoID, tag, true); err == nil {
-		prev = pm.Content
+		prev, prevDigest = pm.Content, pm.Digest
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
@@ -140,7 +141,17 @@ func (g *Guard) putAttestation(ctx context.Context, j *job, m *store.Manifest, p
 	if err != nil {
 		return fmt.Errorf("%s: %w (the referrer was stored)", tag, err)
 	}
-	return g.storeLaid(ctx, j.repoID, laid, []string{tag})
+	if err := g.storeLaid(ctx, j.repoID, laid, []string{tag}); err != nil {
+		return err
+	}
+	// The tag's previous manifest is now untagged: remove it (its blobs go
+	// at the next garbage collection).
+	if prevDigest != "" && prevDigest != laid.Digest {
+		if err := g.o.Store.DeleteManifest(ctx, j.repoID, prevDigest, false); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
 }
 
 // storeLaid writes an artifact's blobs, then its manifest (with tags).

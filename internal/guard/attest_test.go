@@ -123,6 +123,17 @@ func TestSignedAttestationsOnPush(t *testing.T) {
 	if _, err := rem.Attest(ctx, ref, other, signing.AttestOptions{PredicateType: signing.PredicateVuln, Predicate: json.RawMessage(`{"scanner":{"uri":"other"}}`)}); err != nil {
 		t.Fatal(err)
 	}
+	tagManifests := func() int {
+		n := 0
+		e.inst.Store.ForEachManifest(ctx, func(repo string, _ int64, sm *store.Manifest) error {
+			if sm.Subject == "" && signing.IsSigningArtifact(sm.Content) && strings.Contains(string(sm.Content), signing.DSSEMediaType) {
+				n++
+			}
+			return nil
+		})
+		return n
+	}
+	before := tagManifests()
 	rp, _ := e.inst.Store.RepoByName(ctx, "team/app")
 	if err := e.g.scanImage(ctx, &job{repo: "team/app", repoID: rp.ID, digest: dg}); err != nil {
 		t.Fatal(err)
@@ -133,6 +144,9 @@ func TestSignedAttestationsOnPush(t *testing.T) {
 	}
 	var m v1.Manifest
 	json.Unmarshal(tagMan.Content, &m)
+	if n := tagManifests(); n != before {
+		t.Fatalf("%d attestation tag manifests stored, %d before the re-scan (earlier versions not removed)", n, before)
+	}
 	if len(m.Layers) != 3 {
 		t.Fatalf("attestation tag after a re-scan holds %d layers, want 3 (registry sbom and vuln, other vuln)", len(m.Layers))
 	}
