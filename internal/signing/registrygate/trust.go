@@ -354,6 +354,10 @@ func (t *Trust) ImportDir(ctx context.Context, dir string) ([]string, error) {
 			if err := t.Store.SetRequireSignature(ctx, project, true); err != nil {
 				return nil, err
 			}
+			if t.Audit != nil {
+				t.Audit.Record(audit.Event{Actor: "moat", ActorKind: audit.ActorKindSystem, Action: audit.ActionProjectUpdate, Allowed: true,
+					Detail: project + " require_signature=true (keys imported from " + dir + ")"})
+			}
 			notes = append(notes, fmt.Sprintf("imported %d trusted key(s) of project %s from %s; require-signature is on (manage them with moat project trust)", added, project, dir))
 		}
 	}

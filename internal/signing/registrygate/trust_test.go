@@ -364,6 +364,10 @@ func TestImportDir(t *testing.T) {
 	if len(ks) != 1 || ks[0].Name != "release-key" {
 		t.Fatalf("imported: %+v", ks)
 	}
+	e.inst.Audit.Flush()
+	if evs, _ := e.inst.Store.ListEvents(ctx, store.EventFilter{Action: audit.ActionProjectUpdate}); len(evs) != 1 || !strings.Contains(evs[0].Detail, "secure require_signature=true") {
+		t.Fatalf("import not audited: %+v", evs)
+	}
 	// Importing again adds nothing; turning the switch off sticks.
 	e.inst.Store.SetRequireSignature(ctx, "secure", false)
 	if notes, err := e.trust.ImportDir(ctx, dir); err != nil || len(notes) != 1 || e.trust.Required("secure") {
