@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
 )
 
@@ -26,37 +25,29 @@ func IsCompose(data []byte) bool {
 	return false
 }
 
-// DecodeCompose reads a docker-compose file with compose-go (the Compose
-// specification's reference loader: interpolation from env, extends,
-// defaults). path names the file; relative bind mounts resolve against its
-// directory.
+// DecodeCompose reads a docker-compose file the way the Compose
+// specification defines it: interpolation of ${VAR}, ${VAR:-default},
+// ${VAR:?error} and $$ from env, anchors and << merge keys, several YAML
+// documents merged in order, extends (in the file and from other files,
+// relative to the file's directory), short syntax made canonical, defaults,
+// and relative bind mounts resolved against the file's directory. It uses
+// compose-go's building blocks rather than its loader, whose JSON-schema
+// validator costs every moat command milliseconds of start-up; unknown keys
+// are reported with file:line instead. Every service is returned, whatever
+// its profiles. `include:` is not followed: it is reported in Skipped.
 func DecodeCompose(ctx context.Context, path string, data []byte, env map[string]string) (*Decoded, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Dir(abs)
-	name := loader.NormalizeProjectName(filepath.Base(dir))
-	if name == "" {
-		name = "default"
-	}
-	details := types.ConfigDetails{
-		WorkingDir:  dir,
-		ConfigFiles: []types.ConfigFile{{Filename: abs, Content: data}},
-		Environment: env,
-	}
-	proj, err := loader.LoadWithContext(ctx, details, func(o *loader.Options) {
-		o.SetProjectName(name, false)
-		o.ResolvePaths = true
-		o.SkipResolveEnvironment = true
-		o.SkipResolveLabels = true
-		o.SkipInclude = true
-		o.ResourceLoaders = nil
-	})
+	proj, skipped, err := loadCompose(ctx, path, abs, data, env)
 	if err != nil {
+		if strings.HasPrefix(err.Error(), path+":") { // already says file:line
+			return nil, err
+		}
 		return nil, fmt.Errorf("%s: %v", path, err)
 	}
-	out := &Decoded{}
+	out := &Decoded{Skipped: skipped}
 	names := make([]string, 0, len(proj.Services))
 	for n := range proj.Services {
 		names = append(names, n)

@@ -219,12 +219,3 @@ func FuzzDockerCreate(f *testing.F) {
 		workload.FromDockerCreate("n", data)
 	})
 }
-
-func FuzzDecodeCompose(f *testing.F) {
-	f.Add([]byte("services:\n  a:\n    image: x\n    volumes: [\"/a:/b\"]\n"))
-	f.Add([]byte("services:\n  a:\n    extends: {service: b}\n  b:\n    image: y\n"))
-	dir := f.TempDir()
-	f.Fuzz(func(t *testing.T, data []byte) {
-		workload.DecodeCompose(context.Background(), filepath.Join(dir, "compose.yaml"), data, map[string]string{})
-	})
-}
