@@ -210,10 +210,15 @@ func TestOpenLoopWebhook(t *testing.T) {
 		srv0, sent0, busy0, t0 := procCPU(t, cmd.Process.Pid), sent.Load(), machineBusy(t), time.Now()
 		var ru0, ru1 syscall.Rusage
 		syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+		stopSampling := make(chan struct{})
+		sampled := make(chan []othersSample, 1)
+		go func() { sampled <- sampleOthers(t, cmd.Process.Pid, stopSampling) }()
 		res, err := loadgen.Run(context.Background(), loadgen.Config{Rate: float64(rate), Warmup: warmup, Duration: duration, Senders: senders}, send)
+		close(stopSampling)
 		if err != nil {
 			t.Fatal(err)
 		}
+		samples := <-sampled
 		syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 		srvCPU := procCPU(t, cmd.Process.Pid) - srv0
 		cliCPU := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
@@ -223,6 +228,15 @@ func TestOpenLoopWebhook(t *testing.T) {
 		t.Logf("%s", res)
 		t.Logf("rate %d/s: CPU per review: webhook %.0f µs, load generator %.0f µs (warm-up included); other processes used %.2f cores meanwhile; load now %s",
 			rate, float64(srvCPU.Microseconds())/n, float64(cliCPU.Microseconds())/n, max(others, 0), loadavg())
+		// when in the window the slow answers were, beside what other processes took then
+		var p99s, cores []string
+		for i, p := range res.Series(time.Second, 0.99) {
+			p99s = append(p99s, fmt.Sprintf("%.1f", float64(p.Microseconds())/1000))
+			from := res.Start.Add(time.Duration(i) * time.Second)
+			cores = append(cores, fmt.Sprintf("%.2f", othersBetween(samples, from, from.Add(time.Second))))
+		}
+		t.Logf("rate %d/s: p99 ms in each second: %s", rate, strings.Join(p99s, " "))
+		t.Logf("rate %d/s: other processes' cores:  %s", rate, strings.Join(cores, " "))
 		ok := res.Errors == 0 && res.Quantile(0.99) < 10*time.Millisecond && res.Achieved() >= 0.99*float64(rate)
 		if ok && rate > best {
 			best = rate
@@ -307,6 +321,51 @@ func procCPU(t *testing.T, pid int) time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+type othersSample struct {
+	at    time.Time
+	cores float64 // CPU other processes used since the previous sample, in cores
+}
+
+// sampleOthers measures, every 250 ms until stop closes, how much CPU
+// processes other than the webhook and this one used.
+func sampleOthers(t *testing.T, pid int, stop <-chan struct{}) []othersSample {
+	ours := func() time.Duration {
+		var ru syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return procCPU(t, pid) + time.Duration(ru.Utime.Nano()+ru.Stime.Nano())
+	}
+	var out []othersSample
+	prevAt, prevBusy, prevOurs := time.Now(), machineBusy(t), ours()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return out
+		case now := <-tick.C:
+			busy, o := machineBusy(t), ours()
+			out = append(out, othersSample{at: now, cores: max(0, (busy-prevBusy-(o-prevOurs)).Seconds()/now.Sub(prevAt).Seconds())})
+			prevAt, prevBusy, prevOurs = now, busy, o
+		}
+	}
+}
+
+// othersBetween averages the samples taken in [from, to).
+func othersBetween(samples []othersSample, from, to time.Time) float64 {
+	var sum float64
+	var n int
+	for _, s := range samples {
+		if !s.at.Before(from) && s.at.Before(to) {
+			sum += s.cores
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / float64(n)
 }
 
 // machineBusy is the CPU time all processes have used (/proc/stat: user,

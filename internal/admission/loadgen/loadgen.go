@@ -48,6 +48,10 @@ type Result struct {
 	FirstErr  error         // the first failure, if any
 	Window    time.Duration // from the first scheduled send to the last response
 	Latencies []time.Duration
+	// Start is the scheduled send time of the first measured request;
+	// Requests are the measured requests in the order they were answered.
+	Start    time.Time
+	Requests []Request
 	// Waits are the times from each answered request's scheduled send to
 	// a sender taking it (pacer lateness plus waiting for a free sender),
 	// sorted; Latencies include them.
@@ -93,12 +97,46 @@ func (r *Result) String() string {
 	return b.String()
 }
 
+// Request is one measured request.
+type Request struct {
+	Scheduled time.Time
+	Latency   time.Duration // from Scheduled to the answer
+	Err       error
+}
+
+// Series splits the measured window into steps of width d and returns, for
+// each, the latency at quantile q of the requests scheduled in it (0 when
+// none were answered), to see when in a run the slow answers happened.
+func (r *Result) Series(d time.Duration, q float64) []time.Duration {
+	if d <= 0 {
+		return nil
+	}
+	var buckets [][]time.Duration
+	for _, x := range r.Requests {
+		if x.Err != nil {
+			continue
+		}
+		i := int(x.Scheduled.Sub(r.Start) / d)
+		for len(buckets) <= i {
+			buckets = append(buckets, nil)
+		}
+		buckets[i] = append(buckets[i], x.Latency)
+	}
+	out := make([]time.Duration, len(buckets))
+	for i, b := range buckets {
+		slices.Sort(b)
+		out[i] = quantile(b, q)
+	}
+	return out
+}
+
 type job struct {
 	at       time.Time
 	measured bool
 }
 
 type sample struct {
+	at   time.Time
 	lat  time.Duration
 	wait time.Duration
 	end  time.Time
@@ -135,7 +173,7 @@ func Run(ctx context.Context, cfg Config, do Do) (*Result, error) {
 				err := do(ctx, s)
 				end := time.Now()
 				if j.measured {
-					local = append(local, sample{lat: end.Sub(j.at), wait: t0.Sub(j.at), end: end, err: err})
+					local = append(local, sample{at: j.at, lat: end.Sub(j.at), wait: t0.Sub(j.at), end: end, err: err})
 				}
 			}
 			samples[s] = local
@@ -177,10 +215,11 @@ func Run(ctx context.Context, cfg Config, do Do) (*Result, error) {
 	if cancelled != nil {
 		return nil, cancelled
 	}
-	res := &Result{Rate: cfg.Rate, Scheduled: total - warm, MaxQueue: maxQueue}
+	res := &Result{Rate: cfg.Rate, Scheduled: total - warm, MaxQueue: maxQueue, Start: measureStart}
 	var last time.Time
 	for _, local := range samples {
 		for _, s := range local {
+			res.Requests = append(res.Requests, Request{Scheduled: s.at, Latency: s.lat, Err: s.err})
 			if s.err != nil {
 				res.Errors++
 				if res.FirstErr == nil {

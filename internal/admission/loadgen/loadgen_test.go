@@ -59,6 +59,12 @@ func TestRunCountsEveryScheduledRequest(t *testing.T) {
 	if res.Quantile(0.5) > res.Quantile(0.99) || res.Quantile(0.99) > res.Quantile(1) {
 		t.Errorf("quantiles out of order: %s", res)
 	}
+	if len(res.Requests) != 200 {
+		t.Errorf("%d requests recorded, want 200", len(res.Requests))
+	}
+	if series := res.Series(100*time.Millisecond, 0.99); len(series) != 2 {
+		t.Errorf("series of 200 ms in 100 ms steps has %d steps, want 2: %v", len(series), series)
+	}
 	if res.Window <= 0 || res.Achieved() <= 0 {
 		t.Errorf("no window or rate: %s", res)
 	}
