@@ -52,11 +52,24 @@ func (e errArtifactNotFound) NotFound() bool { return true }
 // DENIED and records a denied audit event when the image has no signature
 // by a trusted key. It reports whether serving may go on and, for a pull
 // the trusted keys allowed, why (which key signed), for the pull's audit
-// event.
+// event. Principals who may push to the repository are exempt, so that
+// publishers can sign what they pushed (with cosign or moat).
 func (s *Server) checkPullSignature(w http.ResponseWriter, r *http.Request, p *auth.Principal, rt route, repo *store.Repo, m *store.Manifest) (bool, string) {
 	project, _, _ := strings.Cut(rt.name, "/")
 	if s.Signatures == nil || !s.Signatures.Required(project) {
 		return true, ""
+	}
+	// A publisher (an account that may push to the repository) reads the
+	// manifest of what it pushed in order to sign it (cosign sign GETs it
+	// with a pull-only token first): requiring a signature there would
+	// make signing impossible. Everyone else, the deployers, gets only
+	// signed images.
+	if p != nil && s.Auth != nil {
+		acct := *p
+		acct.Granted = nil // the account's rights, not this token's scope
+		if ok, err := s.Auth.Can(r.Context(), &acct, rt.name, auth.ActionPush); err == nil && ok {
+			return true, "require-signature: not enforced for " + p.Name + ", who may push to " + rt.name
+		}
 	}
 	allowed, reason, err := s.Signatures.CheckPull(r.Context(), &storeSource{s: s, repoID: repo.ID}, project, rt.name, m.Digest, m.Content)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/moat-dev/moat/internal/auth"
 	"github.com/moat-dev/moat/internal/registry"
 	"github.com/moat-dev/moat/internal/signing"
 	"github.com/moat-dev/moat/internal/store"
@@ -72,9 +73,22 @@ func TestRequireSignature(t *testing.T) {
 		d, _ := img.Digest()
 		return d.String()
 	}
+	// Pulls are a deployer's: a reader in both projects (accounts that
+	// may push, the publishers, are not held to require-signature).
+	hash, _ := auth.HashPassword("deployer-pw")
+	if _, err := inst.Store.CreateUser(ctx, "deployer", hash, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"secure", "open"} {
+		if err := inst.Store.SetMember(ctx, p, "deployer", auth.RoleReader); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inst.Auth.Invalidate()
+	deployer := []remote.Option{remote.WithAuthFromKeychain(gateKeychain{authn.FromConfig(authn.AuthConfig{Username: "deployer", Password: "deployer-pw"})})}
 	pull := func(ref string) error {
 		r, _ := name.ParseReference(ref, name.Insecure)
-		_, err := remote.Get(r, opts...)
+		_, err := remote.Get(r, deployer...)
 		return err
 	}
 
@@ -143,19 +157,37 @@ func TestRequireSignature(t *testing.T) {
 		t.Fatalf("platform image of a signed index: %v", err)
 	}
 
-	// The refusal reaches plain HTTP clients as 403 with the DENIED code.
+	// The refusal reaches plain HTTP clients as 403 with the DENIED code:
+	// a deployer (reader) is refused; a publisher, whose credentials may
+	// push to the repository, reads the manifest (to sign it, as cosign
+	// sign does with GET).
 	push("secure/raw")
-	req, _ := http.NewRequest("GET", ts.URL+"/v2/secure/raw/manifests/v1", nil)
-	req.SetBasicAuth("admin", adminPW)
-	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	get := func(user, pw string) (int, string) {
+		req, _ := http.NewRequest("GET", ts.URL+"/v2/secure/raw/manifests/v1", nil)
+		req.SetBasicAuth(user, pw)
+		req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(body)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), `"DENIED"`) || !strings.Contains(string(body), "requires a signature") {
-		t.Fatalf("unsigned image over plain HTTP: %d %s", resp.StatusCode, body)
+	if code, body := get("deployer", "deployer-pw"); code != http.StatusForbidden || !strings.Contains(body, `"DENIED"`) || !strings.Contains(body, "requires a signature") {
+		t.Fatalf("unsigned image over plain HTTP for a reader: %d %s", code, body)
+	}
+	if code, body := get("admin", adminPW); code != http.StatusOK {
+		t.Fatalf("unsigned image for a principal who may push: %d %s", code, body)
+	}
+	inst.Audit.Flush()
+	evs, _ = inst.Store.ListEvents(ctx, store.EventFilter{Repository: "secure/raw", Actor: "admin"})
+	exempt := false
+	for _, e := range evs {
+		exempt = exempt || (e.Allowed && strings.Contains(e.Detail, "not enforced for admin"))
+	}
+	if !exempt {
+		t.Fatalf("no audit event naming the publisher exemption in %+v", evs)
 	}
 }
 

@@ -38,6 +38,9 @@ type trustEnv struct {
 	host  string
 	trust *Trust
 	mk    *signing.MasterKey
+	// deployer's projects (a reader account that pulls: require-signature
+	// does not apply to accounts that may push, the publishers)
+	deployerIn map[string]bool
 }
 
 func newTrustEnv(t *testing.T) *trustEnv {
@@ -103,9 +106,22 @@ func (e *trustEnv) push(repo string) string {
 	return d.String()
 }
 
+// pull reads a manifest as a deployer: an account with the reader role
+// in the repository's project.
 func (e *trustEnv) pull(ref string) error {
+	project, _, _ := strings.Cut(ref, "/")
+	if !e.deployerIn[project] {
+		if e.deployerIn == nil {
+			e.deployerIn = map[string]bool{}
+			e.user("deployer", project, auth.RoleReader)
+		} else if err := e.inst.Store.SetMember(context.Background(), project, "deployer", auth.RoleReader); err != nil {
+			e.t.Fatal(err)
+		}
+		e.inst.Auth.Invalidate()
+		e.deployerIn[project] = true
+	}
 	r, _ := name.ParseReference(e.host+"/"+ref, name.Insecure)
-	_, err := remote.Get(r, e.opts()...)
+	_, err := remote.Get(r, remote.WithAuthFromKeychain(gateKeychain{authn.FromConfig(authn.AuthConfig{Username: "deployer", Password: "deployer-pw"})}))
 	return err
 }
 

@@ -335,16 +335,17 @@ func TestRequireSignatureWithTrustedKeys(t *testing.T) {
 	if err := h.pull("team/app:unsigned"); err != nil {
 		t.Fatalf("before require-signature: %v", err)
 	}
-	// cosign sign reads the image's manifest with GET, which
-	// require-signature refuses for an unsigned image: it signs first.
-	cosign := testenv.Tool(t, "cosign", "scripts/peers/cosign.sh builds it")
-	if out, err := run(h.clientEnv, cosign, "sign", "--key", filepath.Join(h.home, "rogue.key"), "--tlog-upload=false", "--allow-http-registry", "--yes",
-		h.addr+"/team/app@"+rogue); err != nil {
-		t.Fatalf("cosign sign: %v\n%s", err, out)
-	}
 	out = h.must(owner, moatBin, "project", "set", "team", "--require-signature")
 	if !strings.Contains(out, "REQUIRE SIGNATURE") {
 		t.Fatalf("project set:\n%s", out)
+	}
+	// cosign sign reads the image's manifest with GET: a publisher (its
+	// token may push to the repository) may, so cosign signs under
+	// require-signature too.
+	cosign := testenv.Tool(t, "cosign", "scripts/peers/cosign.sh builds it")
+	if out, err := run(h.clientEnv, cosign, "sign", "--key", filepath.Join(h.home, "rogue.key"), "--tlog-upload=false", "--allow-http-registry", "--yes",
+		h.addr+"/team/app@"+rogue); err != nil {
+		t.Fatalf("cosign sign under require-signature: %v\n%s", err, out)
 	}
 	// moat sign needs only HEAD: it signs under require-signature.
 	h.must(h.clientEnv, moatBin, "sign", h.addr+"/team/app@"+signed, "--key", filepath.Join(h.home, "release.key"), "--plain-http")
