@@ -127,24 +127,36 @@ func (r *Recorder) run() {
 		}
 		batch = append(batch, it.e)
 	}
+	// Group commit: after the first event, gather what arrives within
+	// lingerFor (or until the batch is full, or someone waits in Flush)
+	// into one transaction; a busy registry then writes a few hundred
+	// events per transaction instead of one.
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
 	for it := range r.ch {
 		add(it)
-	drain:
-		for len(batch) < cap(batch) {
+		linger.Reset(lingerFor)
+	gather:
+		for len(batch) < cap(batch) && len(waiters) == 0 {
 			select {
 			case it, ok := <-r.ch:
 				if !ok {
-					break drain
+					break gather
 				}
 				add(it)
-			default:
-				break drain
+			case <-linger.C:
+				break gather
 			}
 		}
+		linger.Stop()
 		flush()
 	}
 	flush()
 }
+
+// lingerFor is how long the recorder waits for more events before
+// writing a batch.
+const lingerFor = 20 * time.Millisecond
 
 // Flush waits until every event recorded before the call is written.
 func (r *Recorder) Flush() {

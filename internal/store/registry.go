@@ -49,11 +49,20 @@ func (e *ImmutableTagError) Error() string {
 
 // RepoByName looks a repository up.
 func (s *Store) RepoByName(ctx context.Context, name string) (*Repo, error) {
+	if v, ok := s.repos.Load(name); ok {
+		r := v.(Repo)
+		return &r, nil
+	}
 	var r Repo
 	err := s.queryRow(ctx, `SELECT id, project_id, name FROM repositories WHERE name = ?`, name).Scan(&r.ID, &r.ProjectID, &r.Name)
 	if err != nil {
 		return nil, notFound(err)
 	}
+	if s.repoCount.Add(1) > maxCachedRepos {
+		s.repos.Clear()
+		s.repoCount.Store(1)
+	}
+	s.repos.Store(name, r)
 	return &r, nil
 }
 
@@ -316,12 +325,27 @@ func (s *Store) UploadIDs(ctx context.Context) ([]string, error) {
 
 // InsertEvents implements audit.Sink.
 func (s *Store) InsertEvents(ctx context.Context, events []audit.Event) error {
+	// Multi-row INSERTs (eventsPerInsert rows each, within both SQLite's
+	// and PostgreSQL's bound-parameter limits): parsing a statement costs
+	// more than inserting a row.
+	const eventsPerInsert = 50
 	return s.tx(ctx, func(t *txn) error {
-		for _, e := range events {
-			if _, err := t.exec(`INSERT INTO audit_events(at, actor, actor_kind, action, repository, digest, tag, remote_addr, allowed, detail)
-				VALUES (?,?,?,?,?,?,?,?,?,?)`, e.Time.UnixMilli(), e.Actor, e.ActorKind, e.Action, e.Repository, e.Digest, e.Tag, e.RemoteAddr, b2i(e.Allowed), e.Detail); err != nil {
+		for len(events) > 0 {
+			n := min(len(events), eventsPerInsert)
+			var q strings.Builder
+			q.WriteString(`INSERT INTO audit_events(at, actor, actor_kind, action, repository, digest, tag, remote_addr, allowed, detail) VALUES `)
+			args := make([]any, 0, n*10)
+			for i, e := range events[:n] {
+				if i > 0 {
+					q.WriteByte(',')
+				}
+				q.WriteString(`(?,?,?,?,?,?,?,?,?,?)`)
+				args = append(args, e.Time.UnixMilli(), e.Actor, e.ActorKind, e.Action, e.Repository, e.Digest, e.Tag, e.RemoteAddr, b2i(e.Allowed), e.Detail)
+			}
+			if _, err := t.exec(q.String(), args...); err != nil {
 				return err
 			}
+			events = events[n:]
 		}
 		return nil
 	})

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "github.com/glebarez/go-sqlite" // registers the "sqlite" driver
@@ -62,7 +64,16 @@ type Store struct {
 	d  Dialect
 	rw *sql.DB
 	ro *sql.DB
+	// repos caches repository rows by name. A repository row never
+	// changes or goes away once created (nothing deletes or renames
+	// one), so a cached row stays true, also for other servers sharing
+	// the database. Every registry request looks its repository up.
+	repos     sync.Map // name -> Repo
+	repoCount atomic.Int64
 }
+
+// maxCachedRepos bounds the repository cache (it is cleared when full).
+const maxCachedRepos = 100_000
 
 // OpenSQLite opens (creating if needed) the SQLite database at path and
 // applies migrations.

@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -179,6 +181,25 @@ func testAccountsAndAudit(t *testing.T, s *Store) {
 	got, _ := s.ListEvents(ctx, EventFilter{Actor: "bob"})
 	if len(got) != 1 || got[0].Digest != "sha256:x" || !got[0].Allowed {
 		t.Fatalf("events %+v", got)
+	}
+	// A batch larger than one multi-row INSERT keeps every event, in order.
+	var batch []audit.Event
+	for i := 0; i < 123; i++ {
+		batch = append(batch, audit.Event{Time: time.UnixMilli(int64(1000 + i)), Actor: "carol", ActorKind: "robot", Action: "push",
+			Repository: "p/r", Digest: fmt.Sprintf("sha256:%03d", i), Tag: "t", RemoteAddr: "127.0.0.1", Allowed: i%2 == 0, Detail: "d'\"" + strconv.Itoa(i)})
+	}
+	if err := s.InsertEvents(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.ListEvents(ctx, EventFilter{Actor: "carol", Limit: 1000})
+	if len(got) != len(batch) {
+		t.Fatalf("%d of %d events stored", len(got), len(batch))
+	}
+	for i, e := range got {
+		w := batch[i]
+		if e.Digest != w.Digest || e.Allowed != w.Allowed || e.Detail != w.Detail || !e.Time.Equal(w.Time) || e.ActorKind != "robot" || e.RemoteAddr != "127.0.0.1" {
+			t.Fatalf("event %d: %+v, want %+v", i, e, w)
+		}
 	}
 }
 
