@@ -381,3 +381,27 @@ func (g *Guard) serveAPI(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusNotFound, "unknown endpoint "+r.Method+" "+r.URL.Path)
 	}
 }
+
+// WaitFinished waits until the image repo@digest has reached a final scan
+// state (scanned, pending: no database, or failed) and returns it; ctx
+// bounds the wait.
+func (g *Guard) WaitFinished(ctx context.Context, repo, digest string) (Image, error) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ims, err := g.Images(ctx, "", nil)
+		if err != nil {
+			return Image{}, err
+		}
+		for _, im := range ims {
+			if im.Repository == repo && im.Digest == digest && (im.Status == "scanned" || im.Status == "pending" || im.Status == "failed") {
+				return im, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return Image{}, fmt.Errorf("%s@%s did not finish scanning: %w", repo, digest, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}

@@ -140,22 +140,13 @@ func (e *env) api(t *testing.T, method, path, user, pw string, in, out any) int 
 // waitStatus waits (bounded) for an image's scan to reach a final state.
 func (e *env) waitStatus(t testing.TB, repo, digest string) Image {
 	t.Helper()
-	deadline := time.Now().Add(45 * time.Second)
-	for {
-		ims, err := e.g.Images(context.Background(), "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, im := range ims {
-			if im.Repository == repo && im.Digest == digest && (im.Status == "scanned" || im.Status == "pending" || im.Status == "failed") {
-				return im
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s@%s never finished scanning: %+v", repo, digest, ims)
-		}
-		time.Sleep(20 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	im, err := e.g.WaitFinished(ctx, repo, digest)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return im
 }
 
 func appImage(t *testing.T, lodash string) v1.Image {

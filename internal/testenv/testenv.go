@@ -97,3 +97,18 @@ func BuildMoat(prefix string) (bin string, cleanup func(), err error) {
 	}
 	return bin, cleanup, nil
 }
+
+// MainWithMoat is a TestMain for end-to-end packages: it builds cmd/moat
+// into a temporary directory, stores the binary's path in *bin, runs the
+// tests, removes the binary and exits with the tests' code.
+func MainWithMoat(m *testing.M, prefix string, bin *string) {
+	b, cleanup, err := BuildMoat(prefix)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	*bin = b
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
+}

@@ -137,22 +137,13 @@ func (m *moatRegistry) push(t *testing.T, ref string, img v1.Image) string {
 // wait waits (bounded) until the guard finished with repo@digest.
 func (m *moatRegistry) wait(t *testing.T, repo, digest string) guard.Image {
 	t.Helper()
-	deadline := time.Now().Add(45 * time.Second)
-	for {
-		ims, err := m.g.Images(context.Background(), "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, im := range ims {
-			if im.Repository == repo && im.Digest == digest && (im.Status == "scanned" || im.Status == "pending" || im.Status == "failed") {
-				return im
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s@%s never finished scanning: %+v", repo, digest, ims)
-		}
-		time.Sleep(20 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	im, err := m.g.WaitFinished(ctx, repo, digest)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return im
 }
 
 // keychain gives the same credentials for every registry.

@@ -7,7 +7,6 @@ package guard_e2e
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"github.com/moat-dev/moat/internal/testenv"
 	"io"
 	"net"
@@ -25,17 +24,7 @@ import (
 
 var moatBin string
 
-func TestMain(m *testing.M) {
-	bin, cleanup, err := testenv.BuildMoat("moat-guard-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	moatBin = bin
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.MainWithMoat(m, "moat-guard-e2e-", &moatBin) }
 
 func skipOrFail(t *testing.T, msg string) {
 	t.Helper()

@@ -8,7 +8,6 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
-	"fmt"
 	"github.com/moat-dev/moat/internal/testenv"
 	"io"
 	"net"
@@ -26,17 +25,7 @@ import (
 
 var moatBin string
 
-func TestMain(m *testing.M) {
-	bin, cleanup, err := testenv.BuildMoat("moat-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	moatBin = bin
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.MainWithMoat(m, "moat-e2e-", &moatBin) }
 
 // tool finds a peer tool (see testenv.Tool).
 func tool(t testing.TB, name string) string {

@@ -11,7 +11,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -34,17 +33,7 @@ import (
 
 var moatBin string
 
-func TestMain(m *testing.M) {
-	bin, cleanup, err := testenv.BuildMoat("moat-signing-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	moatBin = bin
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.MainWithMoat(m, "moat-signing-e2e-", &moatBin) }
 
 const lodashRecord = `{"id": "GHSA-p6mc-m468-83gw", "aliases": ["CVE-2020-8203"], "summary": "Prototype Pollution in lodash",
   "modified": "2024-01-01T00:00:00Z",
