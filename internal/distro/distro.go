@@ -178,7 +178,7 @@ func major(v string) string { return strings.SplitN(v, ".", 2)[0] }
 
 // OSVEcosystem names the OSV ecosystem whose advisories cover the packages
 // of this release ("Debian:12", "Alpine:v3.20", "Ubuntu:22.04:LTS",
-// "Rocky Linux:9", "AlmaLinux:9", "Red Hat", "SUSE:...", ...). It returns ""
+// "Rocky Linux:9", "AlmaLinux:9", "Red Hat:enterprise_linux:9", "SUSE:...", ...). It returns ""
 // for releases OSV has no data for.
 func (r Release) OSVEcosystem() string {
 	switch r.ID {
@@ -207,6 +207,13 @@ func (r Release) OSVEcosystem() string {
 	case "almalinux":
 		return "AlmaLinux:" + major(r.VersionID)
 	case "rhel", "centos":
+		// Red Hat's OSV records name the product stream
+		// ("Red Hat:enterprise_linux:9::appstream"); a package of RHEL 9
+		// (or CentOS Stream 9) takes the records of enterprise_linux:9 and
+		// never those of 8. Without a version every stream applies.
+		if m := major(r.VersionID); m != "" {
+			return "Red Hat:enterprise_linux:" + m
+		}
 		return "Red Hat"
 	case "sles", "sled", "sles_sap":
 		return "SUSE:Linux Enterprise Server " + r.VersionID

@@ -628,3 +628,24 @@ func TestWarningsOncePerPackage(t *testing.T) {
 		t.Errorf("warnings = %q", res.Warnings)
 	}
 }
+
+// TestRedHatStreams: a RHEL 9 package takes Red Hat's enterprise_linux:9
+// records (any stream of it) and never those of RHEL 8 or of other
+// products such as EUS, however their fixed versions compare.
+func TestRedHatStreams(t *testing.T) {
+	rec := func(id, eco, fixed string) string {
+		return `{"id":"` + id + `","modified":"2024-01-01T00:00:00Z","affected":[{"package":{"ecosystem":"` + eco + `","name":"openssl"},` +
+			`"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"` + fixed + `"}]}]}]}`
+	}
+	db := dbFrom(t,
+		rec("RHSA-9", "Red Hat:enterprise_linux:9::appstream", "1:3.0.7-28.el9"),
+		rec("RHSA-8", "Red Hat:enterprise_linux:8::appstream", "1:3.0.7-99.el8"),
+		rec("RHSA-EUS", "Red Hat:rhel_eus:9.2::baseos", "1:3.0.7-99.el9_2"),
+	)
+	e := 1
+	pkg := catalog.Package{Name: "openssl", Version: "3.0.7", Release: "27.el9", Epoch: &e, Type: catalog.TypeRPM, Ecosystem: "Red Hat:enterprise_linux:9"}
+	got := recordsOf(run(t, db, pkg))
+	if ids := got["openssl@3.0.7"]; len(ids) != 1 || ids[0] != "RHSA-9" {
+		t.Fatalf("RHEL 9 package matched %v, want only RHSA-9", got)
+	}
+}

@@ -65,7 +65,7 @@ func TestReadTrivyCycloneDX(t *testing.T) {
 	s, got := readFile(t, "trivy-cyclonedx.json")
 	compareSubject(t, s, Subject{Name: "registry.access.redhat.com/ubi9:9.3", Digest: "sha256:" + strings.Repeat("abcdef", 10) + "abcd", OSName: "redhat", OSVersion: "9.3"})
 	want := []catalog.Package{
-		{Name: "openssl-libs", Version: "3.0.7-27.el9", Release: "27.el9", Epoch: intp(1), Type: "rpm", Ecosystem: "Red Hat", Arch: "x86_64",
+		{Name: "openssl-libs", Version: "3.0.7-27.el9", Release: "27.el9", Epoch: intp(1), Type: "rpm", Ecosystem: "Red Hat:enterprise_linux:9", Arch: "x86_64",
 			PURL:       "pkg:rpm/redhat/openssl-libs@3.0.7-27.el9?arch=x86_64&distro=redhat-9.3&epoch=1",
 			SourceName: "openssl", SourceVersion: "3.0.7-27.el9", Licenses: []string{"ASL 2.0"},
 			Layer: -1, LayerDiffID: "sha256:" + strings.Repeat("44", 32)},
@@ -178,7 +178,8 @@ func TestEcosystemForDistro(t *testing.T) {
 		{"ubuntu", "22.04", "Ubuntu:22.04:LTS"},
 		{"ubuntu", "23.10", "Ubuntu:23.10"},
 		{"alpine", "3.20.1", "Alpine:v3.20"},
-		{"redhat", "9.3", "Red Hat"},
+		{"redhat", "9.3", "Red Hat:enterprise_linux:9"},
+		{"redhat", "", "Red Hat"},
 		{"rocky", "", "Rocky Linux"},
 		{"almalinux", "9.4", "AlmaLinux:9"},
 		{"wolfi", "", "Wolfi"},

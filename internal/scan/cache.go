@@ -16,7 +16,7 @@ import (
 
 // CatalogVersion changes whenever what the catalogers find in a layer
 // changes, so cached layer results of older moat versions are not reused.
-const CatalogVersion = "2"
+const CatalogVersion = "3" // 3: RHEL and CentOS packages name their enterprise_linux major version
 
 // LayerCache keeps what the catalogers found in a layer, keyed by the
 // layer's diff ID (its uncompressed content digest): layers are content

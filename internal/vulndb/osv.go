@@ -211,9 +211,10 @@ func BaseEcosystem(eco string) string {
 //   - the same string ("Debian:12" and "Debian:12");
 //   - a record for the bare ecosystem applies to every release ("Debian"
 //     applies to "Debian:12");
-//   - a package whose release is a prefix of the record's ("Red
-//     Hat:enterprise_linux:9" and "Red Hat:enterprise_linux:9::appstream",
-//     "Ubuntu:22.04" and "Ubuntu:22.04:LTS");
+//   - a package whose release is a prefix of the record's ("Ubuntu:22.04"
+//     and "Ubuntu:22.04:LTS"); Red Hat streams compare by product and
+//     major version ("Red Hat:enterprise_linux:9" takes
+//     "Red Hat:enterprise_linux:9::appstream", "...:10" takes "...:10.0");
 //   - a package whose ecosystem carries no release (the OS release was
 //     not detected) is matched against records of every release.
 func EcosystemApplies(pkgEco, recordEco string) bool {
@@ -230,5 +231,27 @@ func EcosystemApplies(pkgEco, recordEco string) bool {
 	if base == pkgEco {
 		return true
 	}
+	if base == "Red Hat" {
+		return redHatStreamApplies(pkgEco, recordEco)
+	}
 	return strings.HasPrefix(recordEco, pkgEco+":")
+}
+
+// redHatStreamApplies compares Red Hat product streams by product and
+// major version: a package of "Red Hat:enterprise_linux:9" takes records
+// of "Red Hat:enterprise_linux:9::appstream" and of RHEL 10's
+// minor-numbered streams ("Red Hat:enterprise_linux:10.0::baseos") for a
+// package of "Red Hat:enterprise_linux:10", never another major version
+// or another product (rhel_eus, ...).
+func redHatStreamApplies(pkgEco, recordEco string) bool {
+	pp := strings.SplitN(pkgEco, ":", 4)
+	rp := strings.SplitN(recordEco, ":", 4)
+	if len(pp) < 3 || len(rp) < 3 || pp[1] != rp[1] {
+		return false
+	}
+	pv, rv := pp[2], rp[2]
+	if pv == rv || strings.HasPrefix(rv, pv+".") {
+		return len(pp) == 3 || (len(rp) == 4 && pp[3] == rp[3])
+	}
+	return false
 }
