@@ -106,7 +106,7 @@ func (g *Guard) putAttestation(ctx context.Context, j *job, m *store.Manifest, p
 	if err != nil {
 		return err
 	}
-	if err := g.storeLaid(ctx, j.repoID, ref, nil); err != nil {
+	if err := g.storeLaid(ctx, j.repoID, ref, "", ""); err != nil {
 		return err
 	}
 	olds, err := g.o.Store.Referrers(ctx, j.repoID, j.digest)
@@ -126,36 +126,48 @@ func (g *Guard) putAttestation(ctx context.Context, j *job, m *store.Manifest, p
 	}
 
 	// The cosign tag: the registry's earlier layer of this type is
-	// replaced, every other layer kept.
+	// replaced, every other layer kept. The tag is updated only if it
+	// still points where it was read (a user may attach an attestation at
+	// the same moment): on a race, read again and re-lay.
 	tag := signing.AttestationTag(j.digest)
-	var prev []byte
-	prevDigest := ""
-	if pm, err := g.o.Store.GetManifest(ctx, j.repoID, tag, true); err == nil {
-		prev, prevDigest = pm.Content, pm.Digest
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-	laid, err := signing.LayAttestationTag(j.digest, prev, art, func(l v1.Descriptor) bool {
-		return ours(l.Annotations, l.Annotations[signing.PredicateTypeAnnotation])
-	})
-	if err != nil {
-		return fmt.Errorf("%s: %w (the referrer was stored)", tag, err)
-	}
-	if err := g.storeLaid(ctx, j.repoID, laid, []string{tag}); err != nil {
-		return err
-	}
-	// The tag's previous manifest is now untagged: remove it (its blobs go
-	// at the next garbage collection).
-	if prevDigest != "" && prevDigest != laid.Digest {
-		if err := g.o.Store.DeleteManifest(ctx, j.repoID, prevDigest, false); err != nil && !errors.Is(err, store.ErrNotFound) {
+	for attempt := 0; ; attempt++ {
+		var prev []byte
+		prevDigest := ""
+		if pm, err := g.o.Store.GetManifest(ctx, j.repoID, tag, true); err == nil {
+			prev, prevDigest = pm.Content, pm.Digest
+		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
+		laid, err := signing.LayAttestationTag(j.digest, prev, art, func(l v1.Descriptor) bool {
+			return ours(l.Annotations, l.Annotations[signing.PredicateTypeAnnotation])
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w (the referrer was stored)", tag, err)
+		}
+		err = g.storeLaid(ctx, j.repoID, laid, tag, prevDigest)
+		if errors.Is(err, store.ErrTagMoved) && attempt < 10 {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		// The tag's previous manifest is now untagged: remove it (its
+		// blobs go at the next garbage collection) unless another tag
+		// still names it.
+		if prevDigest != "" && prevDigest != laid.Digest {
+			var still *store.ImmutableTagError
+			if err := g.o.Store.DeleteManifest(ctx, j.repoID, prevDigest, true); err != nil && !errors.Is(err, store.ErrNotFound) && !errors.As(err, &still) {
+				return err
+			}
+		}
+		return nil
 	}
-	return nil
 }
 
-// storeLaid writes an artifact's blobs, then its manifest (with tags).
-func (g *Guard) storeLaid(ctx context.Context, repoID int64, l *signing.Laid, tags []string) error {
+// storeLaid writes an artifact's blobs, then its manifest; with a tag, the
+// tag is pointed at it only if it still points at expect (else
+// store.ErrTagMoved).
+func (g *Guard) storeLaid(ctx context.Context, repoID int64, l *signing.Laid, tag, expect string) error {
 	for _, b := range l.Blobs {
 		if _, err := g.putBlob(ctx, repoID, b.Content); err != nil {
 			return err
@@ -175,7 +187,10 @@ func (g *Guard) storeLaid(ctx context.Context, repoID int64, l *signing.Laid, ta
 		a, _ := json.Marshal(l.Annotations)
 		mf.Annotations = string(a)
 	}
-	return g.o.Store.PutManifest(ctx, repoID, mf, refs, tags, false)
+	if tag == "" {
+		return g.o.Store.PutManifest(ctx, repoID, mf, refs, nil, false)
+	}
+	return g.o.Store.PutManifestIfTag(ctx, repoID, mf, refs, tag, expect)
 }
 
 // refreshVulnAttestation re-signs the vulnerability attestation of an

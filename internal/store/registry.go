@@ -159,35 +159,60 @@ func (s *Store) ProjectUsage(ctx context.Context, projectID int64) (int64, error
 // transaction. Tags in an immutable project that already point elsewhere
 // make the whole write fail with *ImmutableTagError.
 func (s *Store) PutManifest(ctx context.Context, repoID int64, m Manifest, refs []string, tags []string, immutable bool) error {
+	return s.tx(ctx, func(t *txn) error { return putManifest(t, repoID, m, refs, tags, immutable) })
+}
+
+// ErrTagMoved is PutManifestIfTag's answer when the tag no longer points
+// where the caller read it: someone else moved it meanwhile.
+var ErrTagMoved = errors.New("the tag was moved meanwhile")
+
+// PutManifestIfTag stores a manifest and points tag at it only if the tag
+// still points at expect ("" = the tag does not exist), in one
+// transaction: a read-modify-write of a tag (such as the cosign .att tag,
+// whose manifest accumulates layers) never loses a concurrent writer's
+// change. Otherwise it stores nothing and returns ErrTagMoved.
+func (s *Store) PutManifestIfTag(ctx context.Context, repoID int64, m Manifest, refs []string, tag, expect string) error {
 	return s.tx(ctx, func(t *txn) error {
-		if immutable {
-			for _, tag := range tags {
-				var cur string
-				err := t.queryRow(`SELECT digest FROM tags WHERE repo_id = ? AND name = ?`, repoID, tag).Scan(&cur)
-				if err == nil && cur != m.Digest {
-					return &ImmutableTagError{Tag: tag}
-				}
-			}
-		}
-		_, err := t.exec(`INSERT INTO manifests(repo_id, digest, media_type, artifact_type, subject, annotations, size, content, created_at)
-			VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(repo_id, digest) DO NOTHING`,
-			repoID, m.Digest, m.MediaType, m.ArtifactType, m.Subject, m.Annotations, m.Size, m.Content, now())
-		if err != nil {
+		var cur string
+		err := t.queryRow(`SELECT digest FROM tags WHERE repo_id = ? AND name = ?`, repoID, tag).Scan(&cur)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		for _, c := range refs {
-			if _, err := t.exec(`INSERT INTO manifest_refs(repo_id, manifest, child) VALUES (?,?,?) ON CONFLICT DO NOTHING`, repoID, m.Digest, c); err != nil {
-				return err
-			}
+		if cur != expect {
+			return ErrTagMoved
 		}
-		for _, tag := range tags {
-			if _, err := t.exec(`INSERT INTO tags(repo_id, name, digest, updated_at) VALUES (?,?,?,?)
-				ON CONFLICT(repo_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at`, repoID, tag, m.Digest, now()); err != nil {
-				return err
-			}
-		}
-		return nil
+		return putManifest(t, repoID, m, refs, []string{tag}, false)
 	})
+}
+
+func putManifest(t *txn, repoID int64, m Manifest, refs []string, tags []string, immutable bool) error {
+	if immutable {
+		for _, tag := range tags {
+			var cur string
+			err := t.queryRow(`SELECT digest FROM tags WHERE repo_id = ? AND name = ?`, repoID, tag).Scan(&cur)
+			if err == nil && cur != m.Digest {
+				return &ImmutableTagError{Tag: tag}
+			}
+		}
+	}
+	_, err := t.exec(`INSERT INTO manifests(repo_id, digest, media_type, artifact_type, subject, annotations, size, content, created_at)
+		VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(repo_id, digest) DO NOTHING`,
+		repoID, m.Digest, m.MediaType, m.ArtifactType, m.Subject, m.Annotations, m.Size, m.Content, now())
+	if err != nil {
+		return err
+	}
+	for _, c := range refs {
+		if _, err := t.exec(`INSERT INTO manifest_refs(repo_id, manifest, child) VALUES (?,?,?) ON CONFLICT DO NOTHING`, repoID, m.Digest, c); err != nil {
+			return err
+		}
+	}
+	for _, tag := range tags {
+		if _, err := t.exec(`INSERT INTO tags(repo_id, name, digest, updated_at) VALUES (?,?,?,?)
+			ON CONFLICT(repo_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at`, repoID, tag, m.Digest, now()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // HasManifest reports whether a manifest exists in a repository.

@@ -75,6 +75,31 @@ func testManifestsTagsReferrers(t *testing.T, s *Store) {
 	if err := s.PutManifest(ctx, r.ID, m, []string{"sha256:aa"}, []string{"v1"}, true); err != nil {
 		t.Fatal(err)
 	}
+	// Compare-and-swap on a tag: only when it points where expected.
+	if _, err := s.CreateProject(ctx, Project{Name: "casp"}); err != nil {
+		t.Fatal(err)
+	}
+	cas, err := s.EnsureRepo(ctx, "casp", "casp/r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a1 := Manifest{Digest: "sha256:a1", MediaType: "x", Size: 2, Content: []byte("a1")}
+	a2 := Manifest{Digest: "sha256:a2", MediaType: "x", Size: 2, Content: []byte("a2")}
+	if err := s.PutManifestIfTag(ctx, cas.ID, a1, nil, "att", ""); err != nil {
+		t.Fatalf("create tag: %v", err)
+	}
+	if err := s.PutManifestIfTag(ctx, cas.ID, a2, nil, "att", ""); !errors.Is(err, ErrTagMoved) {
+		t.Fatalf("tag exists, expected absent: %v", err)
+	}
+	if ok, _ := s.HasManifest(ctx, cas.ID, "sha256:a2"); ok {
+		t.Fatal("a refused compare-and-swap stored its manifest")
+	}
+	if err := s.PutManifestIfTag(ctx, cas.ID, a2, nil, "att", "sha256:a1"); err != nil {
+		t.Fatalf("move tag: %v", err)
+	}
+	if at, err := s.GetManifest(ctx, cas.ID, "att", false); err != nil || at.Digest != "sha256:a2" {
+		t.Fatalf("att -> %+v %v", at, err)
+	}
 	got, err := s.GetManifest(ctx, r.ID, "v1", true)
 	if err != nil || string(got.Content) != "hello" {
 		t.Fatalf("%v %v", got, err)
