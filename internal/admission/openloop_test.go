@@ -55,6 +55,9 @@ import (
 //	MOAT_BENCH_CONNS     h1: senders = connections (default 64); h2: connections (default 2)
 //	MOAT_BENCH_CPUPROFILE  file for a CPU profile of the webhook process
 //	MOAT_BENCH_WEBHOOK_GOGC  GOGC for the webhook process (default: Go's 100)
+//	MOAT_BENCH_WEBHOOK   moat: the webhook is the built `moat admit` binary,
+//	                     with image facts read from a registry on 127.0.0.1
+//	                     (see startMoatAdmit); default: this test binary
 //
 // It prints figures and asserts nothing about timing.
 func TestOpenLoopWebhook(t *testing.T) {
@@ -101,40 +104,49 @@ func TestOpenLoopWebhook(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(dir, "tls.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600)
 	os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestAdmitServerHelper$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "MOAT_ADMIT_HELPER="+dir)
-	if g := os.Getenv("MOAT_BENCH_WEBHOOK_GOGC"); g != "" {
-		cmd.Env = append(cmd.Env, "GOGC="+g)
-	}
-	cmd.Stderr = os.Stderr
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		stdin.Close() // the helper stops (and writes its profile) when its stdin closes
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	}()
+	// MOAT_BENCH_WEBHOOK=moat measures the moat admit binary itself (image
+	// facts from a registry on 127.0.0.1, scanned once, then cached);
+	// by default the webhook is this test binary started again.
+	var cmd *exec.Cmd
 	var addr string
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		if a, ok := strings.CutPrefix(sc.Text(), "LISTENING "); ok {
-			addr = a
-			break
+	pod := benchPodJSON
+	if os.Getenv("MOAT_BENCH_WEBHOOK") == "moat" {
+		cmd, addr, pod = startMoatAdmit(t, dir, caPEM)
+	} else {
+		cmd = exec.Command(os.Args[0], "-test.run=^TestAdmitServerHelper$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "MOAT_ADMIT_HELPER="+dir)
+		if g := os.Getenv("MOAT_BENCH_WEBHOOK_GOGC"); g != "" {
+			cmd.Env = append(cmd.Env, "GOGC="+g)
 		}
+		cmd.Stderr = os.Stderr
+		stdin, _ := cmd.StdinPipe()
+		stdout, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			stdin.Close() // the helper stops (and writes its profile) when its stdin closes
+			done := make(chan struct{})
+			go func() { cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+				cmd.Process.Kill()
+				<-done
+			}
+		}()
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "LISTENING "); ok {
+				addr = a
+				break
+			}
+		}
+		if addr == "" {
+			t.Fatal("the webhook helper process did not start")
+		}
+		go io.Copy(io.Discard, stdout)
 	}
-	if addr == "" {
-		t.Fatal("the webhook helper process did not start")
-	}
-	go io.Copy(io.Discard, stdout)
 
 	// the clients
 	pool := x509.NewCertPool()
@@ -165,7 +177,7 @@ func TestOpenLoopWebhook(t *testing.T) {
 	url := "https://" + addr + "/validate"
 	bodies := make([][]byte, senders)
 	for s := range senders {
-		bodies[s] = review(fmt.Sprintf("bench-%d", s), "CREATE", "prod", benchPodJSON)
+		bodies[s] = review(fmt.Sprintf("bench-%d", s), "CREATE", "prod", pod)
 	}
 	bufs := make([]bytes.Buffer, senders)
 	var sent atomic.Int64
