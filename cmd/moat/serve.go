@@ -43,6 +43,7 @@ func newServeCmd() *cobra.Command {
 		webhooks                   []string
 		trustedKeys, masterKeyFile string
 		signAttestations           bool
+		registryKeyFile            string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -67,7 +68,8 @@ files (DIR/PROJECT/*.pub) into the store at start.
 With scanning on, --sign-attestations (the default) signs each scanned
 image's CycloneDX SBOM and vulnerability findings as in-toto attestations
 with the registry key; its public key is at GET /api/v1/signing/public-key
-(moat project registry-key).`,
+(moat project registry-key). The registry key is generated on first start,
+or brought with --registry-key FILE (the organisation's key, or a rotation).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -138,6 +140,19 @@ with the registry key; its public key is at GET /api/v1/signing/public-key
 			}
 			for _, n := range notes {
 				fmt.Fprintln(out, "moat:", n)
+			}
+			if registryKeyFile != "" {
+				k, err := loadSigningKey(cmd, registryKeyFile)
+				if err != nil {
+					return fmt.Errorf("--registry-key: %w", err)
+				}
+				changed, err := trust.SetRegistryKey(cmd.Context(), k)
+				if err != nil {
+					return err
+				}
+				if changed {
+					fmt.Fprintf(out, "moat: the registry signing key is now %s (from %s, sealed in the store; the file is no longer needed)\n", signing.Fingerprint(k.Public()), registryKeyFile)
+				}
 			}
 			var attestKey crypto.Signer
 			if signAttestations && !noScan {
@@ -245,6 +260,7 @@ with the registry key; its public key is at GET /api/v1/signing/public-key
 	f.StringVar(&dbDir, "db-dir", "", "vulnerability database directory (default $MOAT_DB_DIR, else ~/.cache/moat)")
 	f.StringVar(&trustedKeys, "trusted-keys", "", "import per-project trusted keys from DIR/PROJECT/*.pub into the store at start; a project that gains keys gets require-signature on (default DATA-DIR/trusted-keys, when it exists)")
 	f.StringVar(&masterKeyFile, "master-key-file", "", "master key that seals the keys the server holds, created 0600 on first start (default DATA-DIR/master.key; $"+signing.MasterKeyEnv+" takes precedence)")
+	f.StringVar(&registryKeyFile, "registry-key", "", "make this private key (cosign or PEM; passphrase from MOAT_KEY_PASSWORD or COSIGN_PASSWORD) the registry signing key, sealed into the store (replaces a generated or earlier one; audited)")
 	f.BoolVar(&signAttestations, "sign-attestations", true, "sign each scanned image's SBOM and vulnerability findings as in-toto attestations with the registry key (created on first start)")
 	f.StringVar(&policyFile, "policy", "", "policy whose runtime rules judge the containers agents report (default: built-in least privilege)")
 	return cmd

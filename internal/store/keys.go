@@ -52,6 +52,16 @@ func (s *Store) CreateServerKey(ctx context.Context, k ServerKey) error {
 	return err
 }
 
+// ReplaceServerKey stores k under its name, replacing any key there (an
+// operator bringing the server its own key, or rotating it).
+func (s *Store) ReplaceServerKey(ctx context.Context, k ServerKey) error {
+	_, err := s.exec(ctx, `INSERT INTO server_keys(name, fingerprint, public_key, sealed, created_at) VALUES (?,?,?,?,?)
+		ON CONFLICT(name) DO UPDATE SET fingerprint = excluded.fingerprint, public_key = excluded.public_key,
+		sealed = excluded.sealed, created_at = excluded.created_at`,
+		k.Name, k.Fingerprint, k.PublicKey, k.Sealed, now())
+	return err
+}
+
 // AddTrustedKey adds a trusted key to an existing project: ErrNotFound
 // without the project, ErrConflict when the name or the key is already
 // there.

@@ -299,6 +299,42 @@ func (t *Trust) LoadOrCreateRegistryKey(ctx context.Context) (key crypto.Signer,
 	return k, false, nil
 }
 
+// SetRegistryKey makes k the registry's signing key (sealed in the store
+// under the master key), replacing a generated or earlier key: an operator
+// brings the organisation's key, or rotates it. Nothing changes when k is
+// already the registry key. A change is audited with both fingerprints;
+// attestations signed with the previous key stay verifiable with its
+// public key.
+func (t *Trust) SetRegistryKey(ctx context.Context, k crypto.Signer) (changed bool, err error) {
+	fp := signing.Fingerprint(k.Public())
+	prev, err := t.Store.ServerKeyByName(ctx, RegistryKeyName)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return false, fmt.Errorf("registry key: %w", err)
+	}
+	if prev != nil && prev.Fingerprint == fp {
+		return false, nil
+	}
+	sealed, err := t.Master.SealPrivateKey(k, serverKeyAAD(RegistryKeyName))
+	if err != nil {
+		return false, err
+	}
+	pub, err := signing.MarshalPublicKey(k.Public())
+	if err != nil {
+		return false, err
+	}
+	if err := t.Store.ReplaceServerKey(ctx, store.ServerKey{Name: RegistryKeyName, Fingerprint: fp, PublicKey: string(pub), Sealed: sealed}); err != nil {
+		return false, fmt.Errorf("registry key: %w", err)
+	}
+	if t.Audit != nil {
+		detail := "registry signing key " + fp + " imported (sealed under " + t.Master.String() + ")"
+		if prev != nil {
+			detail += ", replacing " + prev.Fingerprint
+		}
+		t.Audit.Record(audit.Event{Actor: "moat", ActorKind: audit.ActorKindSystem, Action: audit.ActionKeyCreate, Allowed: true, Detail: detail})
+	}
+	return true, nil
+}
+
 // ImportDir imports trusted keys from dir (DIR/PROJECT/*.pub, the layout
 // of `moat serve --trusted-keys`): keys a project does not trust yet are
 // added under their file name, and a project that gained keys gets

@@ -296,6 +296,39 @@ func TestTrustAPI(t *testing.T) {
 		t.Fatalf("public key endpoint: %d %v %s", resp.StatusCode, err, pub)
 	}
 
+	// An operator's own key replaces the generated one (--registry-key):
+	// served, loaded, audited with both fingerprints; setting it again
+	// changes nothing.
+	own, _ := signing.GenerateKey(signing.AlgEd25519)
+	if changed, err := e.trust.SetRegistryKey(ctx, own); err != nil || !changed {
+		t.Fatalf("set registry key: %v %v", changed, err)
+	}
+	if changed, err := e.trust.SetRegistryKey(ctx, own); err != nil || changed {
+		t.Fatalf("set the same registry key again: %v %v", changed, err)
+	}
+	rk3, created, err := e.trust.LoadOrCreateRegistryKey(ctx)
+	if err != nil || created || signing.Fingerprint(rk3.Public()) != signing.Fingerprint(own.Public()) {
+		t.Fatalf("registry key after import: %v %v", created, err)
+	}
+	resp, err = http.Get(e.ts.URL + "/api/v1/signing/public-key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if pk, err := signing.ParsePublicKey(pub); err != nil || signing.Fingerprint(pk) != signing.Fingerprint(own.Public()) {
+		t.Fatalf("public key endpoint after import: %v %s", err, pub)
+	}
+	e.inst.Audit.Flush()
+	evs, _ = e.inst.Store.ListEvents(ctx, store.EventFilter{Limit: 10000})
+	imported := false
+	for _, ev := range evs {
+		imported = imported || (strings.Contains(ev.Detail, signing.Fingerprint(own.Public())+" imported") && strings.Contains(ev.Detail, "replacing "+signing.Fingerprint(rk.Public())))
+	}
+	if !imported {
+		t.Fatalf("no audit event for the imported registry key in %+v", evs)
+	}
+
 	// A sealed row moved to another name or project does not open: the
 	// project fails closed.
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(e.data, "moat.db")+"?_pragma=busy_timeout(10000)")

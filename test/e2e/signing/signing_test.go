@@ -27,6 +27,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	it "github.com/moat-dev/moat/internal/imagetest"
+	"github.com/moat-dev/moat/internal/signing"
 	"github.com/moat-dev/moat/internal/testenv"
 	"github.com/moat-dev/moat/internal/vulndb"
 )
@@ -434,5 +435,43 @@ func TestTrustedKeysDirImported(t *testing.T) {
 		moatBin, "serve", "--addr", "127.0.0.1:0", "--data-dir", data)
 	if err == nil || !strings.Contains(out, "sealed with another master key") {
 		t.Fatalf("wrong master key: %v\n%s", err, out)
+	}
+}
+
+// TestRegistryKeyBroughtByOperator: `moat serve --registry-key FILE` makes
+// an operator's own (passphrase-encrypted) key the registry key: scan-on-
+// push attestations verify with its public key, the API serves it, and the
+// import is audited.
+func TestRegistryKeyBroughtByOperator(t *testing.T) {
+	keys := t.TempDir()
+	if out, err := run([]string{"MOAT_KEY_PASSWORD=org-pass"}, moatBin, "key", "generate", "--output-key-prefix", filepath.Join(keys, "org")); err != nil {
+		t.Fatalf("key generate: %v\n%s", err, out)
+	}
+	t.Setenv("MOAT_KEY_PASSWORD", "org-pass") // moat serve reads the key's passphrase from it
+	h := startIn(t, t.TempDir(), "--registry-key", filepath.Join(keys, "org.key"))
+	if b, _ := os.ReadFile(h.log); !strings.Contains(string(b), "the registry signing key is now") {
+		t.Fatalf("serve did not report the imported key:\n%s", b)
+	}
+	h.must(h.admin, moatBin, "project", "create", "team")
+	dg := h.push("team/app:v1", lodashImage(t, "org"))
+	h.waitScanned("team", 1)
+	var rk struct {
+		Fingerprint string `json:"fingerprint"`
+	}
+	json.Unmarshal([]byte(h.must(h.admin, moatBin, "project", "registry-key", "--format", "json")), &rk)
+	pubs, err := signing.LoadPublicKeys(filepath.Join(keys, "org.pub"))
+	if err != nil || len(pubs) != 1 || rk.Fingerprint != pubs[0].Fingerprint {
+		t.Fatalf("registry key %q, operator's key %+v (%v)", rk.Fingerprint, pubs, err)
+	}
+	out := h.must(h.clientEnv, moatBin, "verify-attestation", h.addr+"/team/app@"+dg, "--key", filepath.Join(keys, "org.pub"), "--type", "vuln", "--plain-http")
+	if !strings.Contains(out, rk.Fingerprint) {
+		t.Fatalf("verify-attestation with the operator's key:\n%s", out)
+	}
+	imported := false
+	for _, e := range h.audit("key.create") {
+		imported = imported || strings.Contains(e.Detail, rk.Fingerprint+" imported")
+	}
+	if !imported {
+		t.Fatalf("no audit event for the imported key: %+v", h.audit("key.create"))
 	}
 }
