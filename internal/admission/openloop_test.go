@@ -29,6 +29,7 @@ import (
 	"github.com/moat-dev/moat/internal/admission/loadgen"
 	"github.com/moat-dev/moat/internal/match"
 	"github.com/moat-dev/moat/internal/policy"
+	"github.com/moat-dev/moat/internal/testenv"
 )
 
 // The open-loop webhook benchmark. The webhook runs in its own process (this
@@ -126,14 +127,7 @@ func TestOpenLoopWebhook(t *testing.T) {
 		}
 		defer func() {
 			stdin.Close() // the helper stops (and writes its profile) when its stdin closes
-			done := make(chan struct{})
-			go func() { cmd.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(15 * time.Second):
-				cmd.Process.Kill()
-				<-done
-			}
+			testenv.Stop(cmd, nil, 15*time.Second)
 		}()
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {

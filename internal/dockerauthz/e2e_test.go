@@ -108,15 +108,7 @@ func TestDockerEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
+		testenv.Stop(cmd, os.Interrupt, 20*time.Second)
 		if t.Failed() {
 			b, _ := os.ReadFile(logf.Name())
 			if len(b) > 4000 {

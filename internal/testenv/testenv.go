@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // CI reports whether the tests run in CI (CI=true).
@@ -111,4 +112,20 @@ func MainWithMoat(m *testing.M, prefix string, bin *string) {
 	code := m.Run()
 	cleanup()
 	os.Exit(code)
+}
+
+// Stop asks a started process to stop with sig (nil: only wait), waits up
+// to grace, then kills it, and returns when it has exited.
+func Stop(cmd *exec.Cmd, sig os.Signal, grace time.Duration) {
+	if sig != nil {
+		cmd.Process.Signal(sig)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		cmd.Process.Kill()
+		<-done
+	}
 }
