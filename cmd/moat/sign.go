@@ -25,6 +25,7 @@ import (
 type registryFlags struct {
 	insecure    bool
 	plainHTTP   bool
+	all         bool // verify: read both the tag and the referrers for every image
 	noTag       bool
 	noReferrers bool
 }
@@ -38,7 +39,7 @@ func (f *registryFlags) add(cmd *cobra.Command) {
 }
 
 func (f *registryFlags) remote() *signing.Remote {
-	return &signing.Remote{Insecure: f.insecure, PlainHTTP: f.plainHTTP, NoTag: f.noTag, NoReferrers: f.noReferrers}
+	return &signing.Remote{Insecure: f.insecure, PlainHTTP: f.plainHTTP, All: f.all, NoTag: f.noTag, NoReferrers: f.noReferrers}
 }
 
 func signalContext(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -114,11 +115,12 @@ func newVerifyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "verify IMAGE...",
 		Short: "Verify image signatures offline with trusted public keys",
-		Long: `Verify fetches the signatures of each IMAGE from the registry (the cosign
-sha256-<hex>.sig tag and OCI 1.1 referrers) and checks them offline: a
-signature passes when it verifies with one of the trusted keys and its
-payload names the image's manifest digest. No transparency log or other
-network service is consulted.
+		Long: `Verify fetches the signatures of each IMAGE from the registry and checks
+them offline: a signature passes when it verifies with one of the trusted
+keys and its payload names the image's manifest digest. It reads the cosign
+sha256-<hex>.sig tag, and the OCI 1.1 referrers API when the tag holds no
+valid signature (--all, or -a, reads both and lists every signature). No
+transparency log or other network service is consulted.
 
 --key is a public key file, a directory of *.pub/*.pem files, or a
 comma-separated list of either. With -a, a passing signature must also
@@ -142,6 +144,9 @@ Exit codes: 0 every image verified, 1 some image has no valid signature,
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
 			r := rf.remote()
+			// A signature carrying the required annotations may be any
+			// of them: look everywhere.
+			r.All = r.All || len(want) > 0
 			if len(args) > 1 {
 				r.Prepare(ctx, args) // one registry handshake for all the images
 			}
@@ -193,6 +198,7 @@ Exit codes: 0 every image verified, 1 some image has no valid signature,
 	fl.StringVar(&keys, "key", "", "trusted public key: file, directory or comma-separated list (required)")
 	fl.StringArrayVarP(&ann, "annotations", "a", nil, "require annotation key=value on the signature (repeatable)")
 	fl.StringVarP(&format, "format", "f", "table", "output format: table or json")
+	fl.BoolVar(&rf.all, "all", false, "read the referrers API too when the cosign tag already holds a valid signature (list every signature)")
 	rf.add(cmd)
 	cmd.MarkFlagRequired("key")
 	return cmd

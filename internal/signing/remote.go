@@ -59,6 +59,11 @@ type Remote struct {
 	// Tag and Referrers choose where signatures are stored and looked up;
 	// both false means both true.
 	NoTag, NoReferrers bool
+	// All makes Verify read both places for every image. By default the
+	// referrers API is read only when the cosign tag holds no valid
+	// signature: the verdict is the same (one valid signature by a
+	// trusted key suffices), half the requests when the tag has one.
+	All bool
 
 	mu     sync.Mutex // guards Transport, puller and shared: a Remote may verify several images at once
 	puller *remote.Puller

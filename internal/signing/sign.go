@@ -116,9 +116,10 @@ func IsVerificationError(err error) bool {
 	return errors.As(err, &v)
 }
 
-// Verify fetches every signature of ref (cosign tag and referrers) and
-// checks each offline against the trusted keys: the signature must verify
-// with one of them and the payload must name the image's digest. It
+// Verify fetches the signatures of ref and checks each offline against the
+// trusted keys: the signature must verify with one of them and the payload
+// must name the image's digest. It reads the cosign tag, and the referrers
+// API too when the tag holds no valid signature (or always, with All). It
 // returns the result and a *VerificationError when no signature passes.
 func (r *Remote) Verify(ctx context.Context, ref string, keys []PublicKey) (*VerifyResult, error) {
 	if len(keys) == 0 {
@@ -132,7 +133,19 @@ func (r *Remote) Verify(ctx context.Context, ref string, keys []PublicKey) (*Ver
 	if err != nil {
 		return nil, err
 	}
-	return VerifySignatures(ctx, src, subj.Ref.Context().Name(), subj.Ref.DigestStr(), keys, r.NoTag, r.NoReferrers)
+	image, dgst := subj.Ref.Context().Name(), subj.Ref.DigestStr()
+	if !r.All && !r.NoTag && !r.NoReferrers {
+		// The cosign tag first; the referrers API only when it holds no
+		// valid signature.
+		res, err := VerifySignatures(ctx, src, image, dgst, keys, false, true)
+		if err == nil && res.Verified {
+			return res, nil
+		}
+		if err != nil && !IsVerificationError(err) {
+			return res, err
+		}
+	}
+	return VerifySignatures(ctx, src, image, dgst, keys, r.NoTag, r.NoReferrers)
 }
 
 // VerifySignatures checks the signatures of the image image@dgst found in

@@ -38,18 +38,28 @@ func TestSignVerify(t *testing.T) {
 			if res.Digest != dig.String() || !strings.HasSuffix(res.Tag, ":sha256-"+dig.Hex+".sig") || res.Referrer == "" {
 				t.Fatalf("sign result %+v", res)
 			}
-			for _, vref := range []string{ref + ":v1", ref + "@" + dig.String()} {
-				vr, err := reg.remote().Verify(ctx, vref, trusted)
-				if err != nil {
-					t.Fatalf("verify %s: %v", vref, err)
-				}
-				if !vr.Verified || len(vr.Signatures) != 1 {
-					t.Fatalf("verify %s: %+v", vref, vr)
-				}
-				s := vr.Signatures[0]
-				if len(s.Sources) != 2 || s.Key != Fingerprint(key.Public()) || s.SignedAt != "2026-11-23T05:00:00Z" ||
-					s.Annotations["env"] != "prod" || s.SignedDigest != dig.String() || s.DockerReference != ref {
-					t.Fatalf("signature %+v", s)
+			// By default the tag's valid signature suffices; with All the
+			// same signature is also found as a referrer.
+			for _, all := range []bool{false, true} {
+				for _, vref := range []string{ref + ":v1", ref + "@" + dig.String()} {
+					vrem := reg.remote()
+					vrem.All = all
+					vr, err := vrem.Verify(ctx, vref, trusted)
+					if err != nil {
+						t.Fatalf("verify %s: %v", vref, err)
+					}
+					if !vr.Verified || len(vr.Signatures) != 1 {
+						t.Fatalf("verify %s: %+v", vref, vr)
+					}
+					s := vr.Signatures[0]
+					wantSources := 1
+					if all {
+						wantSources = 2
+					}
+					if len(s.Sources) != wantSources || !strings.HasPrefix(s.Sources[0], "tag ") || s.Key != Fingerprint(key.Public()) || s.SignedAt != "2026-11-23T05:00:00Z" ||
+						s.Annotations["env"] != "prod" || s.SignedDigest != dig.String() || s.DockerReference != ref {
+						t.Fatalf("all=%v: signature %+v", all, s)
+					}
 				}
 			}
 			// Only one place: each alone still verifies.
