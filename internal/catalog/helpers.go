@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // JSONError turns an encoding/json error about data into one that says
@@ -39,4 +40,28 @@ func SortByNameVersion(pkgs []Package) {
 	slices.SortFunc(pkgs, func(a, b Package) int {
 		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Version, b.Version))
 	})
+}
+
+// Clip shortens a value quoted in an error message to 80 bytes.
+func Clip(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
+}
+
+// ValidToken reports whether s is a non-empty ASCII name of at most max
+// bytes made of letters, digits and the bytes in punct (package names and
+// versions of the language ecosystems).
+func ValidToken(s string, max int, punct string) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte(punct, c) >= 0) {
+			return false
+		}
+	}
+	return true
 }

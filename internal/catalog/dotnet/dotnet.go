@@ -67,7 +67,7 @@ func parseDepsJSON(path string, data []byte) ([]catalog.Package, error) {
 	for key, raw := range d.Libraries {
 		var lib library
 		if err := json.Unmarshal(raw, &lib); err != nil {
-			bad = append(bad, fmt.Sprintf("library %q: %v", clip(key), err))
+			bad = append(bad, fmt.Sprintf("library %q: %v", catalog.Clip(key), err))
 			continue
 		}
 		if lib.Type != "package" {
@@ -75,7 +75,7 @@ func parseDepsJSON(path string, data []byte) ([]catalog.Package, error) {
 		}
 		name, version, ok := strings.Cut(key, "/")
 		if !ok || !validName(name) || !validVersion(version) {
-			bad = append(bad, fmt.Sprintf("library %q: expected \"Name/Version\"", clip(key)))
+			bad = append(bad, fmt.Sprintf("library %q: expected \"Name/Version\"", catalog.Clip(key)))
 			continue
 		}
 		var md map[string]string
@@ -105,36 +105,7 @@ func parseDepsJSON(path string, data []byte) ([]catalog.Package, error) {
 }
 
 // validName accepts NuGet package IDs: letters, digits, '.', '-', '_'.
-func validName(n string) bool {
-	if n == "" || len(n) > 256 {
-		return false
-	}
-	for i := 0; i < len(n); i++ {
-		c := n[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+func validName(n string) bool { return catalog.ValidToken(n, 256, ".-_") }
 
 // validVersion accepts NuGet versions: letters, digits, '.', '-', '+'.
-func validVersion(v string) bool {
-	if v == "" || len(v) > 128 {
-		return false
-	}
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == '+') {
-			return false
-		}
-	}
-	return true
-}
-
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "..."
-	}
-	return s
-}
+func validVersion(v string) bool { return catalog.ValidToken(v, 128, ".-+") }

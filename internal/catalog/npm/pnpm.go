@@ -62,7 +62,7 @@ func parsePnpmLock(path string, data []byte) ([]catalog.Package, error) {
 			version = p.Version
 		}
 		if !ok || !validName(name) {
-			bad = append(bad, fmt.Sprintf("cannot read a package name and version from key %q", clip(key)))
+			bad = append(bad, fmt.Sprintf("cannot read a package name and version from key %q", catalog.Clip(key)))
 			continue
 		}
 		if version == "" || localVersion(version) || strings.Contains(version, ":") {
@@ -172,7 +172,7 @@ func decodeEntries[T any](n *yaml.Node, section string, bad *[]string) map[strin
 		k, v := m.Content[i], m.Content[i+1]
 		var t T
 		if err := v.Decode(&t); err != nil {
-			*bad = append(*bad, fmt.Sprintf("line %d: %s entry %q: %v", k.Line, section, clip(k.Value), oneLine(err)))
+			*bad = append(*bad, fmt.Sprintf("line %d: %s entry %q: %v", k.Line, section, catalog.Clip(k.Value), oneLine(err)))
 			continue
 		}
 		out[k.Value] = t

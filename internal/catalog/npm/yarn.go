@@ -66,7 +66,7 @@ func parseYarnClassic(path string, data []byte) ([]catalog.Package, error) {
 			inEntry, header, hline, name, skip, version = true, line, n, "", false, ""
 			spec, ok := strings.CutSuffix(line, ":")
 			if !ok {
-				bad = append(bad, fmt.Sprintf("line %d: expected an entry header ending in ':', got %q", n, clip(line)))
+				bad = append(bad, fmt.Sprintf("line %d: expected an entry header ending in ':', got %q", n, catalog.Clip(line)))
 				inEntry = false
 				continue
 			}
@@ -81,7 +81,7 @@ func parseYarnClassic(path string, data []byte) ([]catalog.Package, error) {
 			}
 			switch {
 			case !ok || !validName(nm):
-				bad = append(bad, fmt.Sprintf("line %d: cannot read a package name from %q", n, clip(first)))
+				bad = append(bad, fmt.Sprintf("line %d: cannot read a package name from %q", n, catalog.Clip(first)))
 				inEntry = false
 			case localVersion(rng):
 				skip = true
@@ -115,13 +115,6 @@ func unquote(s string) string {
 	return s
 }
 
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "..."
-	}
-	return s
-}
-
 type berryEntry struct {
 	Version    string `yaml:"version"`
 	Resolution string `yaml:"resolution"`
@@ -150,17 +143,17 @@ func parseYarnBerry(path string, data []byte) ([]catalog.Package, error) {
 		}
 		var e berryEntry
 		if err := node.Decode(&e); err != nil {
-			bad = append(bad, fmt.Sprintf("line %d: entry %q: %v", k.Line, clip(key), oneLine(err)))
+			bad = append(bad, fmt.Sprintf("line %d: entry %q: %v", k.Line, catalog.Clip(key), oneLine(err)))
 			continue
 		}
 		res := e.Resolution
 		if res == "" {
-			bad = append(bad, fmt.Sprintf("line %d: entry %q has no resolution", k.Line, clip(key)))
+			bad = append(bad, fmt.Sprintf("line %d: entry %q has no resolution", k.Line, catalog.Clip(key)))
 			continue
 		}
 		name, ref, ok := splitNameAt(res)
 		if !ok || !validName(name) {
-			bad = append(bad, fmt.Sprintf("line %d: cannot read a package name from resolution %q", k.Line, clip(res)))
+			bad = append(bad, fmt.Sprintf("line %d: cannot read a package name from resolution %q", k.Line, catalog.Clip(res)))
 			continue
 		}
 		v, isNpm := strings.CutPrefix(ref, "npm:")

@@ -130,7 +130,7 @@ func (c *collector) addFunc(raw json.RawMessage, isDev func(string) bool, where 
 		return
 	}
 	if !validName(p.Name) || !validVersion(p.Version) {
-		c.bad = append(c.bad, fmt.Sprintf("%s: invalid package name %q or version %q", where, clip(p.Name), clip(p.Version)))
+		c.bad = append(c.bad, fmt.Sprintf("%s: invalid package name %q or version %q", where, catalog.Clip(p.Name), catalog.Clip(p.Version)))
 		return
 	}
 	dev := isDev(p.Name)
@@ -202,20 +202,11 @@ func licenses(raw json.RawMessage) []string {
 // validName accepts Composer names: "vendor/name" of lowercase letters,
 // digits, '_', '.', '-' (upper case tolerated).
 func validName(n string) bool {
-	if len(n) > 255 {
-		return false
-	}
 	vendor, name, ok := strings.Cut(n, "/")
 	if !ok || vendor == "" || name == "" || strings.Contains(name, "/") {
 		return false
 	}
-	for i := 0; i < len(n); i++ {
-		c := n[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-' || c == '/') {
-			return false
-		}
-	}
-	return true
+	return catalog.ValidToken(n, 255, "_.-/")
 }
 
 func validVersion(v string) bool {
@@ -228,11 +219,4 @@ func validVersion(v string) bool {
 		}
 	}
 	return true
-}
-
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "..."
-	}
-	return s
 }

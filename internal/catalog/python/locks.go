@@ -39,7 +39,7 @@ func parsePoetryLock(path string, data []byte) ([]catalog.Package, error) {
 	var bad []string
 	for i, p := range lock.Package {
 		if !validName(p.Name) || !validVersion(p.Version) {
-			bad = append(bad, fmt.Sprintf("package %d: invalid name %q or version %q", i+1, clip(p.Name), clip(p.Version)))
+			bad = append(bad, fmt.Sprintf("package %d: invalid name %q or version %q", i+1, catalog.Clip(p.Name), catalog.Clip(p.Version)))
 			continue
 		}
 		if p.Source.Type == "directory" || p.Source.Type == "file" {
@@ -103,7 +103,7 @@ func parsePipfileLock(path string, data []byte) ([]catalog.Package, error) {
 			}
 			v = strings.TrimPrefix(v, "=") // "===" arbitrary equality
 			if !validName(name) || !validVersion(v) {
-				bad = append(bad, fmt.Sprintf("invalid name %q or version %q", clip(name), clip(v)))
+				bad = append(bad, fmt.Sprintf("invalid name %q or version %q", catalog.Clip(name), catalog.Clip(v)))
 				continue
 			}
 			c.add(name, v, sec.dev, nil)
@@ -188,12 +188,12 @@ func parsePin(line string) (name, version string, ok bool, err error) {
 	name = req[:end]
 	rest := strings.TrimSpace(req[end:])
 	if !validName(name) {
-		return "", "", false, fmt.Errorf("not a requirement: %q", clip(line))
+		return "", "", false, fmt.Errorf("not a requirement: %q", catalog.Clip(line))
 	}
 	if strings.HasPrefix(rest, "[") {
 		close := strings.IndexByte(rest, ']')
 		if close < 0 {
-			return "", "", false, fmt.Errorf("unclosed extras in %q", clip(line))
+			return "", "", false, fmt.Errorf("unclosed extras in %q", catalog.Clip(line))
 		}
 		rest = strings.TrimSpace(rest[close+1:])
 	}
@@ -210,7 +210,7 @@ func parsePin(line string) (name, version string, ok bool, err error) {
 		return "", "", false, nil // a range, not a pin
 	}
 	if !validVersion(spec) {
-		return "", "", false, fmt.Errorf("invalid version in %q", clip(line))
+		return "", "", false, fmt.Errorf("invalid version in %q", catalog.Clip(line))
 	}
 	return name, spec, true, nil
 }

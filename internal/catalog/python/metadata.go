@@ -43,19 +43,12 @@ func parseHeaders(data []byte) ([]header, []string) {
 		}
 		k, v, ok := bytes.Cut(line, []byte(":"))
 		if !ok || len(k) == 0 || bytes.ContainsAny(k, " \t") {
-			bad = append(bad, fmt.Sprintf("line %d: expected \"Field: value\", got %q", lineNo, clip(string(line))))
+			bad = append(bad, fmt.Sprintf("line %d: expected \"Field: value\", got %q", lineNo, catalog.Clip(string(line))))
 			continue
 		}
 		hs = append(hs, header{string(k), strings.TrimSpace(string(v))})
 	}
 	return hs, bad
-}
-
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "..."
-	}
-	return s
 }
 
 // parseMetadata reads the core metadata of an installed distribution.
@@ -90,9 +83,9 @@ func parseMetadata(path string, data []byte) ([]catalog.Package, error) {
 	case name == "" || version == "":
 		return nil, errors.Join(errors.New("no Name or Version field in the metadata"), problem)
 	case !validName(name):
-		return nil, errors.Join(fmt.Errorf("invalid project name %q", clip(name)), problem)
+		return nil, errors.Join(fmt.Errorf("invalid project name %q", catalog.Clip(name)), problem)
 	case !validVersion(version):
-		return nil, errors.Join(fmt.Errorf("invalid version %q", clip(version)), problem)
+		return nil, errors.Join(fmt.Errorf("invalid version %q", catalog.Clip(version)), problem)
 	}
 	var lic []string
 	switch {

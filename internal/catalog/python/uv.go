@@ -115,7 +115,7 @@ func parseUVLock(path string, data []byte) ([]catalog.Package, error) {
 			continue
 		}
 		if !validName(p.Name) || !validVersion(p.Version) {
-			bad = append(bad, fmt.Sprintf("package %d: invalid name %q or version %q", i+1, clip(p.Name), clip(p.Version)))
+			bad = append(bad, fmt.Sprintf("package %d: invalid name %q or version %q", i+1, catalog.Clip(p.Name), catalog.Clip(p.Version)))
 			continue
 		}
 		c.add(p.Name, p.Version, hasMembers && dev[i] && !prod[i], nil)

@@ -79,38 +79,11 @@ func newPackage(path, name, version string, licenses []string, md map[string]str
 }
 
 // validName: gem names are ASCII letters, digits, '.', '-' and '_'.
-func validName(n string) bool {
-	if n == "" || len(n) > 200 {
-		return false
-	}
-	for i := 0; i < len(n); i++ {
-		c := n[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+func validName(n string) bool { return catalog.ValidToken(n, 200, ".-_") }
 
 // validVersion: gem versions are ASCII letters, digits, '.' and '-'.
 func validVersion(v string) bool {
-	if v == "" || len(v) > 100 || !('0' <= v[0] && v[0] <= '9') {
-		return false
-	}
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "..."
-	}
-	return s
+	return catalog.ValidToken(v, 100, ".-") && '0' <= v[0] && v[0] <= '9'
 }
 
 // parseGemspec reads the Ruby source of an installed gem specification,
@@ -179,9 +152,9 @@ func parseGemspec(path string, data []byte) ([]catalog.Package, error) {
 	case name == "" || version == "":
 		return nil, errors.New("no name or version assignment in the gemspec")
 	case !validName(name):
-		return nil, fmt.Errorf("invalid gem name %q", clip(name))
+		return nil, fmt.Errorf("invalid gem name %q", catalog.Clip(name))
 	case !validVersion(version):
-		return nil, fmt.Errorf("invalid gem version %q", clip(version))
+		return nil, fmt.Errorf("invalid gem version %q", catalog.Clip(version))
 	}
 	var md map[string]string
 	if platform != "" && platform != "ruby" {
@@ -322,13 +295,13 @@ func parseGemfileLock(path string, data []byte) ([]catalog.Package, error) {
 		entry := line[4:]
 		name, rest, ok := strings.Cut(entry, " (")
 		if !ok || !strings.HasSuffix(rest, ")") {
-			bad = append(bad, fmt.Sprintf("line %d: expected \"name (version)\", got %q", n, clip(entry)))
+			bad = append(bad, fmt.Sprintf("line %d: expected \"name (version)\", got %q", n, catalog.Clip(entry)))
 			continue
 		}
 		v := strings.TrimSuffix(rest, ")")
 		version, platform := splitPlatform(v)
 		if !validName(name) || !validVersion(version) {
-			bad = append(bad, fmt.Sprintf("line %d: invalid gem name or version in %q", n, clip(entry)))
+			bad = append(bad, fmt.Sprintf("line %d: invalid gem name or version in %q", n, catalog.Clip(entry)))
 			continue
 		}
 		key := name + "\x00" + version
