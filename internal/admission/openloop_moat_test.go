@@ -125,18 +125,8 @@ func startMoatAdmit(t *testing.T, dir string, caPEM []byte) (*exec.Cmd, string, 
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 2 * time.Second}
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		resp, err := hc.Get("https://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("moat admit did not become healthy: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := testenv.WaitHealthy(hc, "https://"+addr+"/healthz", 30*time.Second); err != nil {
+		t.Fatalf("moat admit did not become healthy: %v", err)
 	}
 	return cmd, addr, strings.ReplaceAll(benchPodJSON, "registry.example.com", host)
 }

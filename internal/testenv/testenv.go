@@ -6,6 +6,7 @@ package testenv
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -128,4 +129,26 @@ func Stop(cmd *exec.Cmd, sig os.Signal, grace time.Duration) {
 		cmd.Process.Kill()
 		<-done
 	}
+}
+
+// WaitHealthy polls url with client (nil: http.DefaultClient) until it
+// answers 200 OK or timeout passes; the error says what the last try got.
+func WaitHealthy(client *http.Client, url string, timeout time.Duration) error {
+	if client == nil {
+		client = http.DefaultClient
+	}
+	var last error
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		resp, err := client.Get(url)
+		if err != nil {
+			last = err
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			return nil
+		}
+		last = fmt.Errorf("%s answered %s", url, resp.Status)
+	}
+	return fmt.Errorf("not healthy after %s: %v", timeout, last)
 }

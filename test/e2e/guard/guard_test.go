@@ -80,16 +80,9 @@ func TestDockerPullRefusedByVulnerabilityGate(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logf.Name())
-			t.Fatalf("moat serve did not start:\n%s", b)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := testenv.WaitHealthy(nil, "http://"+addr+"/healthz", 20*time.Second); err != nil {
+		b, _ := os.ReadFile(logf.Name())
+		t.Fatalf("moat serve did not start: %v\n%s", err, b)
 	}
 	admin := []string{"MOAT_SERVER=http://" + addr, "MOAT_USERNAME=admin", "MOAT_PASSWORD=adminpw"}
 	mustRun(t, admin, moatBin, "project", "create", "team")

@@ -107,16 +107,9 @@ func startIn(t *testing.T, data string, args ...string) *harness {
 		}
 	}
 	t.Cleanup(stop)
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logf.Name())
-			t.Fatalf("moat serve did not start:\n%s", b)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := testenv.WaitHealthy(nil, "http://"+addr+"/healthz", 30*time.Second); err != nil {
+		b, _ := os.ReadFile(logf.Name())
+		t.Fatalf("moat serve did not start: %v\n%s", err, b)
 	}
 	home := t.TempDir()
 	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{addr: map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte("admin:adminpw"))}}})
