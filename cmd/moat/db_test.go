@@ -10,23 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-func osvDataDir(t *testing.T) string {
-	for _, d := range []string{os.Getenv("MOAT_OSV_DATA"), "/work/shared/osv", "../../../shared/osv"} {
-		if d == "" {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(d, "Go", "all.zip")); err == nil {
-			return d
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("real OSV data not found: set MOAT_OSV_DATA")
-	}
-	t.Skip("real OSV data not found (set MOAT_OSV_DATA)")
-	return ""
-}
+	"github.com/moat-dev/moat/internal/testenv"
+)
 
 func runDB(t *testing.T, args ...string) (string, error) {
 	t.Helper()
@@ -40,7 +26,7 @@ func runDB(t *testing.T, args ...string) (string, error) {
 }
 
 func TestDBUpdateStatusImport(t *testing.T) {
-	data := osvDataDir(t)
+	data := testenv.OSVData(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -17,13 +17,14 @@ import (
 	"github.com/moat-dev/moat/internal/match"
 	"github.com/moat-dev/moat/internal/sbom"
 	"github.com/moat-dev/moat/internal/store"
+	"github.com/moat-dev/moat/internal/testenv"
 	"github.com/moat-dev/moat/internal/vulndb"
 )
 
 // TestRunningExposure runs `moat running` and `moat exposure` against a
 // fleet server on real parts (accounts, SQLite, the Go OSV data).
 func TestRunningExposure(t *testing.T) {
-	data := osvDataDir(t)
+	data := testenv.OSVData(t)
 	ctx := context.Background()
 	dir := t.TempDir()
 	if _, err := vulndb.Import(ctx, filepath.Join(dir, "db"), []string{filepath.Join(data, "Go", "all.zip")}, vulndb.ImportOptions{}); err != nil {

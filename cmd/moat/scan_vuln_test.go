@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	it "github.com/moat-dev/moat/internal/imagetest"
+	"github.com/moat-dev/moat/internal/testenv"
 	"github.com/moat-dev/moat/internal/vulndb"
 )
 
@@ -36,7 +37,7 @@ func vulnDB(t *testing.T) string {
 	if err := os.WriteFile(filepath.Join(recs, "GHSA-p6mc-m468-83gw.json"), []byte(npmRecord), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := vulndb.Import(context.Background(), dir, []string{"../../../shared/osv/PyPI/all.zip", recs}, vulndb.ImportOptions{}); err != nil {
+	if _, err := vulndb.Import(context.Background(), dir, []string{filepath.Join(testenv.OSVData(t), "PyPI", "all.zip"), recs}, vulndb.ImportOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return dir

@@ -3,7 +3,6 @@ package agent_test
 import (
 	"context"
 	"fmt"
-	"github.com/moat-dev/moat/internal/testenv"
 	"io"
 	"log/slog"
 	"net"
@@ -26,28 +25,12 @@ import (
 	it "github.com/moat-dev/moat/internal/imagetest"
 	"github.com/moat-dev/moat/internal/match"
 	"github.com/moat-dev/moat/internal/store"
+	"github.com/moat-dev/moat/internal/testenv"
 	"github.com/moat-dev/moat/internal/vulndb"
 )
 
 // requireDocker needs a Docker engine (see testenv.RequireDocker).
 func requireDocker(t testing.TB) { testenv.RequireDocker(t) }
-
-func osvData(t testing.TB) string {
-	t.Helper()
-	for _, d := range []string{os.Getenv("MOAT_OSV_DATA"), "/work/shared/osv", "../../../shared/osv"} {
-		if d == "" {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(d, "Go", "all.zip")); err == nil {
-			return d
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("real OSV data not found: set MOAT_OSV_DATA to a directory with Go/all.zip")
-	}
-	t.Skip("real OSV data not found (set MOAT_OSV_DATA to a directory with Go/all.zip)")
-	return ""
-}
 
 // appSource is the test image's entrypoint: a static Go program linked
 // with golang.org/x/text v0.3.7 (vulnerable to CVE-2022-32149) that sleeps,
@@ -222,7 +205,7 @@ func (s *server) stop() {
 func (s *server) url() string { return "http://" + s.addr }
 
 func newServer(t testing.TB) *server {
-	data := osvData(t)
+	data := testenv.OSVData(t)
 	s := &server{dir: t.TempDir()}
 	vdir := t.TempDir()
 	if _, err := vulndb.Import(context.Background(), vdir, []string{filepath.Join(data, "Go", "all.zip")}, vulndb.ImportOptions{}); err != nil {

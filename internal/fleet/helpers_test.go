@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/moat-dev/moat/internal/match"
 	"github.com/moat-dev/moat/internal/sbom"
 	"github.com/moat-dev/moat/internal/store"
+	"github.com/moat-dev/moat/internal/testenv"
 	"github.com/moat-dev/moat/internal/vulndb"
 )
 
@@ -115,28 +115,10 @@ func (e *env) eventKinds() map[string]int {
 	return out
 }
 
-// osvData finds the real OSV data (see internal/match's test).
-func osvData(t testing.TB) string {
-	t.Helper()
-	for _, d := range []string{os.Getenv("MOAT_OSV_DATA"), "/work/shared/osv", "../../../shared/osv"} {
-		if d == "" {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(d, "Go", "all.zip")); err == nil {
-			return d
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("real OSV data not found: set MOAT_OSV_DATA to a directory with Go/all.zip")
-	}
-	t.Skip("real OSV data not found (set MOAT_OSV_DATA to a directory with Go/all.zip)")
-	return ""
-}
-
 // goDB imports the real Go vulnerability data into a temporary database.
 func goDB(t *testing.T) *vulndb.DB {
 	t.Helper()
-	data := osvData(t)
+	data := testenv.OSVData(t)
 	dir := t.TempDir()
 	if _, err := vulndb.Import(context.Background(), dir, []string{filepath.Join(data, "Go", "all.zip")}, vulndb.ImportOptions{}); err != nil {
 		t.Fatal(err)

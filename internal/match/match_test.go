@@ -11,27 +11,9 @@ import (
 	"testing"
 
 	"github.com/moat-dev/moat/internal/catalog"
+	"github.com/moat-dev/moat/internal/testenv"
 	"github.com/moat-dev/moat/internal/vulndb"
 )
-
-// osvData finds the real OSV data; see internal/vulndb's test of the same
-// name.
-func osvData(t testing.TB) string {
-	t.Helper()
-	for _, d := range []string{os.Getenv("MOAT_OSV_DATA"), "/work/shared/osv", "../../../shared/osv"} {
-		if d == "" {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(d, "Go", "all.zip")); err == nil {
-			return d
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("real OSV data not found: set MOAT_OSV_DATA to a directory with Go/all.zip and PyPI/all.zip")
-	}
-	t.Skip("real OSV data not found (set MOAT_OSV_DATA to a directory with Go/all.zip and PyPI/all.zip)")
-	return ""
-}
 
 var (
 	realOnce sync.Once
@@ -41,7 +23,7 @@ var (
 
 // realDB imports the real Go and PyPI data once per test binary.
 func realDB(t *testing.T) *vulndb.DB {
-	data := osvData(t)
+	data := testenv.OSVData(t)
 	realOnce.Do(func() {
 		realDir, realErr = os.MkdirTemp("", "moat-match-")
 		if realErr != nil {

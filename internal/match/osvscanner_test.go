@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/catalog"
+	"github.com/moat-dev/moat/internal/testenv"
 	"github.com/moat-dev/moat/internal/vulndb"
 )
 
@@ -29,7 +30,7 @@ func TestCompareWithOSVScanner(t *testing.T) {
 	if bin == "" {
 		t.Skip("set MOAT_OSV_SCANNER to an osv-scanner v1.9.2 binary to compare with it")
 	}
-	data := osvData(t)
+	data := testenv.OSVData(t)
 	work := t.TempDir()
 	// osv-scanner's offline cache layout: DIR/osv-scanner/<Ecosystem>/all.zip
 	for _, eco := range []string{"Go", "PyPI"} {

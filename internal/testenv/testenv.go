@@ -152,3 +152,20 @@ func WaitHealthy(client *http.Client, url string, timeout time.Duration) error {
 	}
 	return fmt.Errorf("not healthy after %s: %v", timeout, last)
 }
+
+// OSVData finds the real OSV data shared with the project (DIR/Go/all.zip,
+// DIR/PyPI/all.zip): $MOAT_OSV_DATA, else /work/shared/osv, else
+// ../../../shared/osv. Without it the test is skipped (failed in CI).
+func OSVData(t testing.TB) string {
+	t.Helper()
+	for _, d := range []string{os.Getenv("MOAT_OSV_DATA"), "/work/shared/osv", "../../../shared/osv"} {
+		if d == "" {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(d, "Go", "all.zip")); err == nil {
+			return d
+		}
+	}
+	SkipOrFail(t, "real OSV data not found: set MOAT_OSV_DATA to a directory with Go/all.zip and PyPI/all.zip")
+	return ""
+}

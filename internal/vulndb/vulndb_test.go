@@ -17,27 +17,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-)
 
-// osvData finds the real OSV data (<dir>/Go/all.zip, <dir>/PyPI/all.zip):
-// $MOAT_OSV_DATA, else /work/shared/osv. Without it the test skips, or
-// fails when CI=true.
-func osvData(t testing.TB) string {
-	t.Helper()
-	for _, d := range []string{os.Getenv("MOAT_OSV_DATA"), "/work/shared/osv", "../../../shared/osv"} {
-		if d == "" {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(d, "Go", "all.zip")); err == nil {
-			return d
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("real OSV data not found: set MOAT_OSV_DATA to a directory with Go/all.zip and PyPI/all.zip")
-	}
-	t.Skip("real OSV data not found (set MOAT_OSV_DATA to a directory with Go/all.zip and PyPI/all.zip)")
-	return ""
-}
+	"github.com/moat-dev/moat/internal/testenv"
+)
 
 func ids(vs []*Vulnerability) map[string]bool {
 	m := map[string]bool{}
@@ -48,7 +30,7 @@ func ids(vs []*Vulnerability) map[string]bool {
 }
 
 func TestImportRealZips(t *testing.T) {
-	data := osvData(t)
+	data := testenv.OSVData(t)
 	dir := t.TempDir()
 	res, err := Import(context.Background(), dir, []string{filepath.Join(data, "Go", "all.zip"), filepath.Join(data, "PyPI", "all.zip")}, ImportOptions{})
 	if err != nil {
@@ -302,7 +284,7 @@ func newOSVServer(t *testing.T, root string) (*osvServer, string) {
 }
 
 func TestUpdateHTTPConditionalAndInterrupted(t *testing.T) {
-	data := osvData(t)
+	data := testenv.OSVData(t)
 	srv, url := newOSVServer(t, data)
 	dir := t.TempDir()
 	ctx := context.Background()
