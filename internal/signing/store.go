@@ -363,8 +363,31 @@ func collect(ctx context.Context, src Source, dgst string, noTag, noReferrers bo
 	if err != nil {
 		return nil, err
 	}
-	sort.SliceStable(cands, func(i, j int) bool { return cands[i].sources[0] < cands[j].sources[0] })
+	// The two listings run concurrently, so the order they were found in
+	// is not stable: report tags first, then referrers, each by name.
+	for _, c := range cands {
+		sort.Slice(c.sources, func(i, j int) bool { return sourceLess(c.sources[i], c.sources[j]) })
+	}
+	sort.SliceStable(cands, func(i, j int) bool { return sourceLess(cands[i].sources[0], cands[j].sources[0]) })
 	return cands, nil
+}
+
+// sourceLess orders where a signature was found: the cosign tag before
+// referrers, and bundle referrers last.
+func sourceLess(a, b string) bool {
+	rank := func(s string) int {
+		switch {
+		case strings.HasPrefix(s, "tag "):
+			return 0
+		case strings.HasPrefix(s, "referrer "):
+			return 1
+		}
+		return 2
+	}
+	if ra, rb := rank(a), rank(b); ra != rb {
+		return ra < rb
+	}
+	return a < b
 }
 
 // with returns the options for one call: a fresh slice, so that concurrent
