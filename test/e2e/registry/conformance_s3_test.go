@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
 // conformance runs the OCI conformance suite (all workflows, every OCI 1.1
@@ -81,10 +82,11 @@ func TestS3Storage(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	c, _ := minio.New(addr, &minio.Options{Creds: credentials.NewStaticV4("moatkey", "moatsecret1234", ""), Region: "us-east-1"})
+	c := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://" + addr), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider("moatkey", "moatsecret1234", "")})
 	var err error
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if err = c.MakeBucket(context.Background(), "moat", minio.MakeBucketOptions{Region: "us-east-1"}); err == nil {
+		if _, err = c.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String("moat")}); err == nil {
 			break
 		}
 	}
