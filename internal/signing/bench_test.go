@@ -41,7 +41,10 @@ func TestBenchVerifyVsCosign(t *testing.T) {
 	moatBin := os.Getenv("MOAT_BENCH_MOAT")
 	if moatBin == "" {
 		moatBin = filepath.Join(dir, "moat")
-		build := exec.Command("go", "build", "-o", moatBin, "../../cmd/moat")
+		// Built as releases are (README): static, like cosign's own
+		// Linux release, which scripts/peers/cosign.sh reproduces.
+		build := exec.Command("go", "build", "-trimpath", "-o", moatBin, "../../cmd/moat")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := build.CombinedOutput(); err != nil {
 			t.Fatalf("build moat: %v\n%s", err, out)
 		}
