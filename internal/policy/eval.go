@@ -236,7 +236,7 @@ func (p *Policy) Evaluate(ctx context.Context, w *workload.Workload, opts Option
 	return res
 }
 
-// cachedImageChecks runs image-only checks, cached by (rule, digest).
+// cachedImageChecks runs image-only checks, cached by (rule, reference, digest).
 func (p *Policy) cachedImageChecks(s *evalState, r *Rule, c *workload.Container, run func(*ImageFacts) []finding) ([]finding, error) {
 	f, err := s.imageFacts(c.Image)
 	if err != nil {
@@ -245,7 +245,7 @@ func (p *Policy) cachedImageChecks(s *evalState, r *Rule, c *workload.Container,
 	if f.Digest == "" {
 		return run(f), nil
 	}
-	k := cacheKey{rule: r, digest: f.Digest, window: s.opts.Now.Unix() / 600}
+	k := cacheKey{rule: r, ref: c.Image, digest: f.Digest, window: s.opts.Now.Unix() / 600}
 	if fs, ok := p.cache.get(k); ok {
 		return fs, nil
 	}

@@ -569,16 +569,19 @@ func normCap(c string) string {
 	return strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(c)), "CAP_")
 }
 
-// decisionCache keeps image-only verdicts by (rule, digest).
+// decisionCache keeps image-only verdicts by (rule, image reference, digest).
 type decisionCache struct {
 	mu sync.RWMutex
 	m  map[cacheKey][]finding
 }
 
 // cacheKey: verdicts are reused within a 10-minute window (exception and
-// exemption expiries, image age).
+// exemption expiries, image age). The reference is part of the key because
+// the messages name the image as the workload wrote it: two references to
+// one digest (a tag and a digest, or two mirrors) each get their own.
 type cacheKey struct {
 	rule   *Rule
+	ref    string
 	digest string
 	window int64
 }

@@ -336,6 +336,31 @@ spec:
 	}
 }
 
+// Two references to one digest (a mirror, or a tag and its digest) each
+// get a message naming the reference the workload wrote, also when the
+// verdict comes from the decision cache.
+func TestDecisionCacheNamesEachReference(t *testing.T) {
+	now := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	old := &policy.ImageFacts{Digest: "sha256:same", Layers: []string{"sha256:l"}, Created: now.Add(-400 * 24 * time.Hour)}
+	facts := staticFacts{"reg.example/app/a:1": old, "mirror.example/app/a:1": old}
+	p := mustLoad(t, `apiVersion: moat.dev/v1
+kind: Policy
+spec:
+  rules:
+    - name: fresh
+      images: {maxAge: 30d}
+`)
+	for round := 0; round < 2; round++ {
+		for _, ref := range []string{"reg.example/app/a:1", "mirror.example/app/a:1"} {
+			w := kube(t, "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: "+ref+"}]}\n")
+			res := p.Evaluate(context.Background(), w, policy.Options{Facts: facts, Now: now})
+			if len(res.Violations) != 1 || !strings.Contains(res.Violations[0].Message, "image "+ref+" ") {
+				t.Fatalf("round %d %s: %+v", round, ref, res.Violations)
+			}
+		}
+	}
+}
+
 func TestCELCostLimit(t *testing.T) {
 	p := mustLoad(t, `apiVersion: moat.dev/v1
 kind: Policy
