@@ -42,6 +42,7 @@ func newServeCmd() *cobra.Command {
 		rescanInterval             time.Duration
 		webhooks                   []string
 		trustedKeys, masterKeyFile string
+		previousMasterKeys         []string
 		signAttestations           bool
 		registryKeyFile            string
 	)
@@ -61,7 +62,10 @@ Keys the server holds — the registry signing key and each project's trusted
 keys — are stored in the metadata database encrypted (AES-256-GCM) under a
 master key: MOAT_MASTER_KEY (base64 of 32 bytes), else --master-key-file,
 created (mode 0600) on first start. Back it up: without it the stored keys
-cannot be read. Projects' trusted keys are managed with moat project trust
+cannot be read. To rotate it, start the server with the new master key and
+--previous-master-key-file OLD: every stored key is re-sealed under the new
+one in a single transaction (audited as key.reseal), after which the old
+key is no longer needed. Projects' trusted keys are managed with moat project trust
 and moat project set --require-signature; --trusted-keys DIR imports key
 files (DIR/PROJECT/*.pub) into the store at start.
 
@@ -125,6 +129,25 @@ or brought with --registry-key FILE (the organisation's key, or a rotation).`,
 			}
 			if mkCreated {
 				fmt.Fprintf(out, "moat: created the master key %s (%s); back it up: the keys the server holds are sealed with it\n", masterKeyFile, mk.ID())
+			}
+			if len(previousMasterKeys) > 0 {
+				var prev []*signing.MasterKey
+				for _, p := range previousMasterKeys {
+					k, err := signing.LoadMasterKeyFile(p)
+					if err != nil {
+						return fmt.Errorf("--previous-master-key-file: %w", err)
+					}
+					prev = append(prev, k)
+				}
+				n, err := registrygate.RotateMasterKey(cmd.Context(), inst.Store, mk, prev, inst.Audit)
+				if err != nil {
+					return err
+				}
+				if n > 0 {
+					fmt.Fprintf(out, "moat: re-sealed %d stored keys under the master key %s; the previous master key is no longer needed\n", n, mk.ID())
+				} else {
+					fmt.Fprintf(out, "moat: every stored key is already sealed under the master key %s; --previous-master-key-file can go\n", mk.ID())
+				}
 			}
 			trust, err := registrygate.NewTrust(cmd.Context(), inst.Store, mk, inst.Audit, log)
 			if err != nil {
@@ -260,6 +283,7 @@ or brought with --registry-key FILE (the organisation's key, or a rotation).`,
 	f.StringVar(&dbDir, "db-dir", "", "vulnerability database directory (default $MOAT_DB_DIR, else ~/.cache/moat)")
 	f.StringVar(&trustedKeys, "trusted-keys", "", "import per-project trusted keys from DIR/PROJECT/*.pub into the store at start; a project that gains keys gets require-signature on (default DATA-DIR/trusted-keys, when it exists)")
 	f.StringVar(&masterKeyFile, "master-key-file", "", "master key that seals the keys the server holds, created 0600 on first start (default DATA-DIR/master.key; $"+signing.MasterKeyEnv+" takes precedence)")
+	f.StringArrayVar(&previousMasterKeys, "previous-master-key-file", nil, "rotate the master key: re-seal the keys sealed under this earlier master key file under the current one at start (repeatable)")
 	f.StringVar(&registryKeyFile, "registry-key", "", "make this private key (cosign or PEM; passphrase from MOAT_KEY_PASSWORD or COSIGN_PASSWORD) the registry signing key, sealed into the store (replaces a generated or earlier one; audited)")
 	f.BoolVar(&signAttestations, "sign-attestations", true, "sign each scanned image's SBOM and vulnerability findings as in-toto attestations with the registry key (created on first start)")
 	f.StringVar(&policyFile, "policy", "", "policy whose runtime rules judge the containers agents report (default: built-in least privilege)")

@@ -33,6 +33,7 @@ const (
 	ActionTrustRemove    = "trust.remove"   //
 	ActionKeyCreate      = "key.create"     // a server-held key created (e.g. the registry key)
 	ActionKeySign        = "key.sign"       // a server-held key signed something
+	ActionKeyReseal      = "key.reseal"     // the server-held keys re-sealed under a new master key
 )
 
 // ActorKindSystem marks events done by the server itself (e.g. the

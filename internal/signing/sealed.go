@@ -83,21 +83,9 @@ func LoadOrCreateMasterKey(path, envValue string) (mk *MasterKey, created bool, 
 	if path == "" {
 		return nil, false, fmt.Errorf("no master key: give --master-key-file or set %s", MasterKeyEnv)
 	}
-	if fi, err := os.Stat(path); err == nil {
-		if fi.Mode().Perm()&0o077 != 0 {
-			return nil, false, fmt.Errorf("master key file %s has mode %v: it must be readable by its owner only (chmod 600 %s)", path, fi.Mode().Perm(), path)
-		}
-		data, err := readLimited(path)
-		if err != nil {
-			return nil, false, err
-		}
-		mk, err := ParseMasterKey(string(data))
-		if err != nil {
-			return nil, false, fmt.Errorf("%s: %w", path, err)
-		}
-		return mk, false, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, false, err
+	mk, err = LoadMasterKeyFile(path)
+	if err == nil || !errors.Is(err, os.ErrNotExist) {
+		return mk, false, err
 	}
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -124,6 +112,28 @@ func LoadOrCreateMasterKey(path, envValue string) (mk *MasterKey, created bool, 
 	}
 	mk, err = NewMasterKey(b[:])
 	return mk, true, err
+}
+
+// LoadMasterKeyFile reads an existing master key file (never creating
+// one); like LoadOrCreateMasterKey it refuses a file that group or others
+// can read. A missing file is an error that wraps os.ErrNotExist.
+func LoadMasterKeyFile(path string) (*MasterKey, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("master key file %s has mode %v: it must be readable by its owner only (chmod 600 %s)", path, fi.Mode().Perm(), path)
+	}
+	data, err := readLimited(path)
+	if err != nil {
+		return nil, err
+	}
+	mk, err := ParseMasterKey(string(data))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return mk, nil
 }
 
 // A sealed value is: sealedMagic, the 8-byte ID of the master key, a
@@ -261,4 +271,38 @@ func (m *MasterKey) OpenPrivateKey(sealed, aad []byte) (crypto.Signer, error) {
 		return nil, fmt.Errorf("sealed private key: %w", err)
 	}
 	return s, nil
+}
+
+// Reseal returns sealed re-encrypted under m when it was sealed under one
+// of previous (changed is true), or sealed itself when it is already under
+// m. A value under a master key that is neither is ErrWrongMasterKey; a
+// value that does not authenticate under its key is ErrSealedTampered.
+func (m *MasterKey) Reseal(sealed, aad []byte, previous []*MasterKey) (out []byte, changed bool, err error) {
+	env, err := ParseSealed(sealed)
+	if err != nil {
+		return nil, false, err
+	}
+	if env.KeyID == m.ID() {
+		if _, err := m.Open(sealed, aad); err != nil {
+			return nil, false, err
+		}
+		return sealed, false, nil
+	}
+	for _, p := range previous {
+		if p.ID() != env.KeyID {
+			continue
+		}
+		pt, err := p.Open(sealed, aad)
+		if err != nil {
+			return nil, false, err
+		}
+		out, err := m.Seal(pt, aad)
+		clear(pt)
+		if err != nil {
+			return nil, false, err
+		}
+		return out, true, nil
+	}
+	return nil, false, fmt.Errorf("%w: the value names master key %s, which is neither the current key %s nor a previous key given",
+		ErrWrongMasterKey, env.KeyID, m.ID())
 }

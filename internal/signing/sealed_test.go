@@ -133,3 +133,38 @@ func FuzzParseMasterKey(f *testing.F) {
 		}
 	})
 }
+
+func TestReseal(t *testing.T) {
+	oldMK, _ := NewMasterKey(bytes.Repeat([]byte{1}, 32))
+	newMK, _ := NewMasterKey(bytes.Repeat([]byte{2}, 32))
+	aad := RowAAD("trusted-key", "p", "k")
+	sealed, err := oldMK.Seal([]byte("secret"), aad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, changed, err := newMK.Reseal(sealed, aad, []*MasterKey{oldMK})
+	if err != nil || !changed {
+		t.Fatalf("reseal: %v %v", changed, err)
+	}
+	if pt, err := newMK.Open(out, aad); err != nil || string(pt) != "secret" {
+		t.Fatalf("open after reseal: %q %v", pt, err)
+	}
+	// Already under the current key: unchanged, but still authenticated.
+	if same, changed, err := newMK.Reseal(out, aad, nil); err != nil || changed || !bytes.Equal(same, out) {
+		t.Fatalf("reseal under the current key: %v %v", changed, err)
+	}
+	// Bound to its row: another row's identity does not open.
+	if _, _, err := newMK.Reseal(sealed, RowAAD("trusted-key", "p", "other"), []*MasterKey{oldMK}); !errors.Is(err, ErrSealedTampered) {
+		t.Fatalf("moved row: %v", err)
+	}
+	// Altered ciphertext.
+	bad := bytes.Clone(sealed)
+	bad[len(bad)-1] ^= 1
+	if _, _, err := newMK.Reseal(bad, aad, []*MasterKey{oldMK}); !errors.Is(err, ErrSealedTampered) {
+		t.Fatalf("altered: %v", err)
+	}
+	// Under a key not given.
+	if _, _, err := newMK.Reseal(sealed, aad, nil); !errors.Is(err, ErrWrongMasterKey) || !strings.Contains(err.Error(), oldMK.ID()) {
+		t.Fatalf("unknown key: %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -118,4 +119,87 @@ func (s *Store) SignatureProjects(ctx context.Context) ([]string, error) {
 // SetRequireSignature turns a project's require-signature switch on or off.
 func (s *Store) SetRequireSignature(ctx context.Context, project string, on bool) error {
 	return s.affectOne(ctx, `UPDATE projects SET require_signature = ? WHERE name = ?`, b2i(on), project)
+}
+
+// SealedKind tells ResealKeys which table a sealed value comes from.
+type SealedKind string
+
+const (
+	SealedServerKey  SealedKind = "server-key"
+	SealedTrustedKey SealedKind = "trusted-key"
+)
+
+// ResealKeys rewrites every sealed key the server holds in one
+// transaction: fn gets each value with its kind and row identity (the
+// server key's name; the trusted key's project and name) and returns the
+// value to store and whether it changed. Any error from fn rolls the whole
+// rotation back, so the store never holds keys under two master keys
+// because of a half-done rotation. It returns how many values changed.
+func (s *Store) ResealKeys(ctx context.Context, fn func(kind SealedKind, id []string, sealed []byte) ([]byte, bool, error)) (int, error) {
+	n := 0
+	err := s.tx(ctx, func(t *txn) error {
+		type row struct {
+			kind   SealedKind
+			key    int64 // trusted_keys.project_id; 0 for server keys
+			id     []string
+			sealed []byte
+		}
+		var rows []row
+		sr, err := t.query(`SELECT name, sealed FROM server_keys ORDER BY name`)
+		if err != nil {
+			return err
+		}
+		for sr.Next() {
+			var name string
+			var sealed []byte
+			if err := sr.Scan(&name, &sealed); err != nil {
+				sr.Close()
+				return err
+			}
+			rows = append(rows, row{kind: SealedServerKey, id: []string{name}, sealed: sealed})
+		}
+		if err := errors.Join(sr.Err(), sr.Close()); err != nil {
+			return err
+		}
+		tr, err := t.query(`SELECT k.project_id, p.name, k.name, k.sealed FROM trusted_keys k JOIN projects p ON p.id = k.project_id ORDER BY p.name, k.name`)
+		if err != nil {
+			return err
+		}
+		for tr.Next() {
+			var r row
+			var project, name string
+			if err := tr.Scan(&r.key, &project, &name, &r.sealed); err != nil {
+				tr.Close()
+				return err
+			}
+			r.kind, r.id = SealedTrustedKey, []string{project, name}
+			rows = append(rows, r)
+		}
+		if err := errors.Join(tr.Err(), tr.Close()); err != nil {
+			return err
+		}
+		for _, r := range rows {
+			out, changed, err := fn(r.kind, r.id, r.sealed)
+			if err != nil {
+				return err
+			}
+			if !changed {
+				continue
+			}
+			if r.kind == SealedServerKey {
+				_, err = t.exec(`UPDATE server_keys SET sealed = ? WHERE name = ?`, out, r.id[0])
+			} else {
+				_, err = t.exec(`UPDATE trusted_keys SET sealed = ? WHERE project_id = ? AND name = ?`, out, r.key, r.id[1])
+			}
+			if err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -66,6 +67,37 @@ func testKeys(t *testing.T, s *Store) {
 	}
 	if err := s.RemoveTrustedKey(ctx, "keys-a", "ci"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("remove twice: %v", err)
+	}
+
+	// ResealKeys: every sealed value passes through fn with its row's
+	// identity; changed ones are written; an error rolls all back.
+	seen := map[string]string{}
+	n, err := s.ResealKeys(ctx, func(kind SealedKind, id []string, sealed []byte) ([]byte, bool, error) {
+		k := string(kind) + ":" + strings.Join(id, "/")
+		seen[k] = string(sealed)
+		if kind == SealedServerKey {
+			return sealed, false, nil
+		}
+		return append([]byte("new-"), sealed...), true, nil
+	})
+	if err != nil || n != 2 || len(seen) != 3 || seen["server-key:registry"] != "\x01\x02\x03" || seen["trusted-key:keys-a/release"] != "release" || seen["trusted-key:keys-b/release"] != "release" {
+		t.Fatalf("reseal: %d %v %q", n, err, seen)
+	}
+	boom := errors.New("boom")
+	calls := 0
+	if _, err := s.ResealKeys(ctx, func(kind SealedKind, id []string, sealed []byte) ([]byte, bool, error) {
+		calls++
+		if calls == 3 {
+			return nil, false, boom
+		}
+		return []byte("lost"), true, nil
+	}); !errors.Is(err, boom) {
+		t.Fatalf("failing reseal: %v", err)
+	}
+	ks, _ = s.ListTrustedKeys(ctx, "")
+	sk2, _ := s.ServerKeyByName(ctx, "registry")
+	if len(ks) != 2 || string(ks[0].Sealed) != "new-release" || string(ks[1].Sealed) != "new-release" || !bytes.Equal(sk2.Sealed, []byte{1, 2, 3}) {
+		t.Fatalf("a failed reseal changed rows: %+v %+v", ks, sk2)
 	}
 
 	if err := s.SetRequireSignature(ctx, "keys-b", true); err != nil {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -434,4 +435,51 @@ func Algorithm(pub crypto.PublicKey) string {
 		return fmt.Sprintf("rsa-%d", k.N.BitLen())
 	}
 	return fmt.Sprintf("%T", pub)
+}
+
+// RotateMasterKey re-seals every key the server holds (the registry key
+// and the projects' trusted keys) under current, opening those sealed
+// under one of previous; all or nothing, in one transaction, before the
+// server uses them. Each value stays bound to its row. It is audited with
+// both master key IDs and the count, and it is a no-op (nothing audited)
+// when every value is already under current. A value under a master key
+// that is neither fails the rotation with nothing changed.
+func RotateMasterKey(ctx context.Context, st *store.Store, current *signing.MasterKey, previous []*signing.MasterKey, rec *audit.Recorder) (int, error) {
+	from := map[string]int{}
+	n, err := st.ResealKeys(ctx, func(kind store.SealedKind, id []string, sealed []byte) ([]byte, bool, error) {
+		var aad []byte
+		switch kind {
+		case store.SealedServerKey:
+			aad = serverKeyAAD(id[0])
+		case store.SealedTrustedKey:
+			aad = trustedKeyAAD(id[0], id[1])
+		default:
+			return nil, false, fmt.Errorf("unknown sealed key kind %q", kind)
+		}
+		env, err := signing.ParseSealed(sealed)
+		if err != nil {
+			return nil, false, fmt.Errorf("%s %s: %w", kind, strings.Join(id, "/"), err)
+		}
+		out, changed, err := current.Reseal(sealed, aad, previous)
+		if err != nil {
+			return nil, false, fmt.Errorf("%s %s: %w", kind, strings.Join(id, "/"), err)
+		}
+		if changed {
+			from[env.KeyID]++
+		}
+		return out, changed, nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("master key rotation (nothing changed): %w", err)
+	}
+	if n > 0 && rec != nil {
+		ids := make([]string, 0, len(from))
+		for id := range from {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		rec.Record(audit.Event{Actor: "moat", ActorKind: audit.ActorKindSystem, Action: audit.ActionKeyReseal, Allowed: true,
+			Detail: fmt.Sprintf("%d sealed keys re-sealed from master key %s to %s", n, strings.Join(ids, ", "), current.ID())})
+	}
+	return n, nil
 }

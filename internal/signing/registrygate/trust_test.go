@@ -434,3 +434,81 @@ func TestKeyNameFromFile(t *testing.T) {
 		}
 	}
 }
+
+// TestRotateMasterKey: every stored key is re-sealed under the new master
+// key in one transaction; a value under a master key that was not given
+// rolls the whole rotation back; a second rotation changes nothing.
+func TestRotateMasterKey(t *testing.T) {
+	ctx := context.Background()
+	e := newTrustEnv(t)
+	for _, p := range []string{"a", "b"} {
+		if _, err := e.inst.Store.CreateProject(ctx, store.Project{Name: p}); err != nil {
+			t.Fatal(err)
+		}
+		k, _ := signing.GenerateKey("")
+		pub, _ := signing.MarshalPublicKey(k.Public())
+		if _, err := e.trust.AddTrustedKey(ctx, p, "release", pub, "admin"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	regKey, _, err := e.trust.LoadOrCreateRegistryKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldMK := e.mk
+	newMK, _ := signing.NewMasterKey(bytes.Repeat([]byte{7}, 32))
+	stranger, _ := signing.NewMasterKey(bytes.Repeat([]byte{9}, 32))
+
+	// Without the old key the rotation fails and nothing changes.
+	if _, err := RotateMasterKey(ctx, e.inst.Store, newMK, []*signing.MasterKey{stranger}, e.inst.Audit); !errors.Is(err, signing.ErrWrongMasterKey) {
+		t.Fatalf("rotation without the old key: %v", err)
+	}
+	sealedUnder := func() map[string]int {
+		out := map[string]int{}
+		rows, _ := e.inst.Store.ListTrustedKeys(ctx, "")
+		for _, r := range rows {
+			env, _ := signing.ParseSealed(r.Sealed)
+			out[env.KeyID]++
+		}
+		sk, _ := e.inst.Store.ServerKeyByName(ctx, RegistryKeyName)
+		env, _ := signing.ParseSealed(sk.Sealed)
+		out[env.KeyID]++
+		return out
+	}
+	if got := sealedUnder(); got[oldMK.ID()] != 3 {
+		t.Fatalf("after a failed rotation: %v", got)
+	}
+
+	n, err := RotateMasterKey(ctx, e.inst.Store, newMK, []*signing.MasterKey{stranger, oldMK}, e.inst.Audit)
+	if err != nil || n != 3 {
+		t.Fatalf("rotation: %d %v", n, err)
+	}
+	if got := sealedUnder(); got[newMK.ID()] != 3 || len(got) != 1 {
+		t.Fatalf("after the rotation: %v", got)
+	}
+	// The new key alone opens everything, bound to the same rows.
+	tr, err := NewTrust(ctx, e.inst.Store, newMK, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, _, err := tr.LoadOrCreateRegistryKey(ctx)
+	if err != nil || signing.Fingerprint(k2.Public()) != signing.Fingerprint(regKey.Public()) {
+		t.Fatalf("registry key after the rotation: %v", err)
+	}
+	if _, err := NewTrust(ctx, e.inst.Store, oldMK, nil, nil); err == nil {
+		// NewTrust opens trusted keys only of projects requiring
+		// signatures; the registry key shows the old key is refused.
+		if _, _, err := (&Trust{Store: e.inst.Store, Master: oldMK}).LoadOrCreateRegistryKey(ctx); !errors.Is(err, signing.ErrWrongMasterKey) {
+			t.Fatalf("old master key after the rotation: %v", err)
+		}
+	}
+	// Again: nothing to do.
+	if n, err := RotateMasterKey(ctx, e.inst.Store, newMK, []*signing.MasterKey{oldMK}, e.inst.Audit); err != nil || n != 0 {
+		t.Fatalf("second rotation: %d %v", n, err)
+	}
+	e.inst.Audit.Flush()
+	evs, err := e.inst.Store.ListEvents(ctx, store.EventFilter{Action: audit.ActionKeyReseal, Limit: 10})
+	if err != nil || len(evs) != 1 || !strings.Contains(evs[0].Detail, "3 sealed keys re-sealed from master key "+oldMK.ID()+" to "+newMK.ID()) {
+		t.Fatalf("audit: %+v %v", evs, err)
+	}
+}

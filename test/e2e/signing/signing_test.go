@@ -429,6 +429,35 @@ func TestTrustedKeysDirImported(t *testing.T) {
 	if err == nil || !strings.Contains(out, "sealed with another master key") {
 		t.Fatalf("wrong master key: %v\n%s", err, out)
 	}
+
+	// Master key rotation: the old key moved aside, a new one created at
+	// start, every stored key re-sealed under it in one transaction.
+	oldKey := filepath.Join(data, "master.key.old")
+	if err := os.Rename(filepath.Join(data, "master.key"), oldKey); err != nil {
+		t.Fatal(err)
+	}
+	h3 := startIn(t, data, "--previous-master-key-file", oldKey)
+	if b, _ := os.ReadFile(h3.log); !strings.Contains(string(b), "stored keys under the master key") {
+		t.Fatalf("no rotation message:\n%s", b)
+	}
+	if out := h3.must(h3.admin, moatBin, "project", "trust", "list", "--project", "secure"); !strings.Contains(out, "release") {
+		t.Fatalf("trusted keys after the rotation:\n%s", out)
+	}
+	resealed := h3.audit("key.reseal")
+	if len(resealed) != 1 || !strings.Contains(resealed[0].Detail, "re-sealed from master key") {
+		t.Fatalf("rotation audit events: %+v", resealed)
+	}
+	h3.stop()
+	// The new key alone now opens everything; the old one no longer does.
+	h4 := startIn(t, data)
+	h4.must(h4.admin, moatBin, "project", "trust", "list", "--project", "secure")
+	h4.stop()
+	old, _ := os.ReadFile(oldKey)
+	out, err = run([]string{"MOAT_ADMIN_PASSWORD=adminpw", "MOAT_MASTER_KEY=" + strings.TrimSpace(string(old))},
+		moatBin, "serve", "--addr", "127.0.0.1:0", "--data-dir", data)
+	if err == nil || !strings.Contains(out, "sealed with another master key") {
+		t.Fatalf("old master key after the rotation: %v\n%s", err, out)
+	}
 }
 
 // TestRegistryKeyBroughtByOperator: `moat serve --registry-key FILE` makes
