@@ -99,6 +99,11 @@ var migrations = []string{
 	ALTER TABLE images ADD COLUMN pkg_ids BLOB;
 	ALTER TABLE images ADD COLUMN fhash TEXT NOT NULL DEFAULT ''`,
 	`ALTER TABLE images ADD COLUMN scan_ms BIGINT NOT NULL DEFAULT 0`,
+	// The cataloger version (scan.CatalogVersion) an image was last
+	// scanned with: images scanned by an older one are scanned again from
+	// storage (Reconcile), since a re-match alone reuses the packages the
+	// old catalogers found. Images from before this column have ''.
+	`ALTER TABLE images ADD COLUMN catalog_version TEXT NOT NULL DEFAULT ''`,
 }
 
 // openDB opens (creating) guard's SQLite database and migrates it. One

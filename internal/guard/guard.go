@@ -144,7 +144,7 @@ func (g *Guard) Start() {
 		if n, err := g.Reconcile(ctx); err != nil && ctx.Err() == nil {
 			g.o.Log.Error("guard: reconciling the scan queue with the registry failed", "error", err.Error())
 		} else if n > 0 {
-			g.o.Log.Info("guard: queued images the registry holds but the guard had not scanned", "images", n)
+			g.o.Log.Info("guard: queued scans at start: images not scanned yet, or catalogued by an older moat", "images", n)
 		}
 	}()
 	go func() { defer g.wg.Done(); g.watch(ctx) }()
@@ -364,7 +364,9 @@ func (g *Guard) worker(ctx context.Context) {
 // run scans one job's image and records the outcome: done, queued again
 // with backoff, or failed after MaxAttempts.
 func (g *Guard) run(ctx context.Context, j *job) {
-	g.rw.ExecContext(ctx, `UPDATE images SET status = 'scanning' WHERE repo = ? AND digest = ?`, j.repo, j.digest)
+	// A scanned image scanned again keeps "scanned" (and its findings)
+	// throughout, also when the new scan fails.
+	g.rw.ExecContext(ctx, `UPDATE images SET status = 'scanning' WHERE repo = ? AND digest = ? AND status <> 'scanned'`, j.repo, j.digest)
 	err := g.scanImage(ctx, j)
 	if ctx.Err() != nil {
 		// Shutting down: the job runs again on the next start.
@@ -382,13 +384,13 @@ func (g *Guard) run(ctx context.Context, j *job) {
 	g.o.Log.Warn("guard: scan failed", "repository", j.repo, "digest", j.digest, "attempt", j.attempts, "error", msg)
 	if j.attempts >= g.o.MaxAttempts {
 		g.rw.ExecContext(ctx, `UPDATE jobs SET state = 'failed', error = ?, updated_at = ? WHERE id = ?`, msg, now, j.id)
-		g.rw.ExecContext(ctx, `UPDATE images SET status = 'failed', error = ? WHERE repo = ? AND digest = ?`, msg, j.repo, j.digest)
+		g.rw.ExecContext(ctx, `UPDATE images SET status = 'failed', error = ? WHERE repo = ? AND digest = ? AND status <> 'scanned'`, msg, j.repo, j.digest)
 		g.emit(ctx, "scan-failed", j.repo, j.digest, map[string]any{"error": msg, "attempts": j.attempts})
 		return
 	}
 	backoff := g.o.RetryBase << (j.attempts - 1)
 	g.rw.ExecContext(ctx, `UPDATE jobs SET state = 'queued', error = ?, next_at = ?, updated_at = ? WHERE id = ?`, msg, now+backoff.Milliseconds(), now, j.id)
-	g.rw.ExecContext(ctx, `UPDATE images SET status = 'queued', error = ? WHERE repo = ? AND digest = ?`, msg, j.repo, j.digest)
+	g.rw.ExecContext(ctx, `UPDATE images SET status = 'queued', error = ? WHERE repo = ? AND digest = ? AND status <> 'scanned'`, msg, j.repo, j.digest)
 }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
@@ -437,5 +439,62 @@ func (g *Guard) Reconcile(ctx context.Context) (int, error) {
 		queued++
 		return nil
 	})
-	return queued, err
+	if err != nil {
+		return queued, err
+	}
+	n, err := g.requeueOldCatalog(ctx)
+	return queued + n, err
+}
+
+// requeueOldCatalog queues a scan from storage for every scanned image
+// whose packages an older cataloger found (images.catalog_version is not
+// scan.CatalogVersion): what the catalogers report changed (e.g. RHEL
+// packages now name their enterprise_linux release), and re-matching the
+// stored packages would keep the old answers. The images stay scanned,
+// with their findings, until the new scan replaces them.
+func (g *Guard) requeueOldCatalog(ctx context.Context) (int, error) {
+	rows, err := g.rw.QueryContext(ctx, `SELECT repo, digest FROM images WHERE status = 'scanned' AND catalog_version <> ? ORDER BY pushed_at DESC`, scan.CatalogVersion)
+	if err != nil {
+		return 0, err
+	}
+	type im struct{ repo, digest string }
+	var ims []im
+	for rows.Next() {
+		var i im
+		if err := rows.Scan(&i.repo, &i.digest); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		ims = append(ims, i)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return 0, err
+	}
+	queued := 0
+	now := nowMs()
+	for _, i := range ims {
+		r, err := g.o.Store.RepoByName(ctx, i.repo)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return queued, err
+		}
+		res, err := g.rw.ExecContext(ctx, `INSERT INTO jobs(repo, repo_id, digest, state, next_at, created_at, updated_at)
+			VALUES (?,?,?,'queued',?,?,?) ON CONFLICT(repo, digest) DO NOTHING`, i.repo, r.ID, i.digest, now, now, now)
+		if err != nil {
+			return queued, err
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			queued++
+		}
+	}
+	if queued > 0 {
+		g.o.Log.Info("guard: re-scanning images catalogued by an older version of moat's catalogers", "images", queued, "catalog_version", scan.CatalogVersion)
+		select {
+		case g.wake <- struct{}{}:
+		default:
+		}
+	}
+	return queued, nil
 }

@@ -114,6 +114,13 @@ func (g *Guard) scanImage(ctx context.Context, j *job) error {
 		g.rw.ExecContext(ctx, `DELETE FROM images WHERE repo = ? AND digest = ?`, j.repo, j.digest)
 		return nil
 	}
+	// An image already scanned (by an older cataloger: Reconcile) is
+	// scanned again: it stays "scanned" with its current findings until
+	// the new ones replace them, so its pulls are never held up, and its
+	// findings keep their first-seen dates.
+	var prev string
+	g.rw.QueryRowContext(ctx, `SELECT status FROM images WHERE repo = ? AND digest = ?`, j.repo, j.digest).Scan(&prev)
+	rescan := prev == "scanned"
 	img, err := g.openStored(ctx, j.repoID, m)
 	if err != nil {
 		return err
@@ -159,23 +166,23 @@ func (g *Guard) scanImage(ctx context.Context, j *job) error {
 		g.o.Log.Warn("guard: storing the signed SBOM and scan attestations failed", "repository", j.repo, "digest", j.digest, "error", err.Error())
 	}
 	status := "pending"
-	if matched {
+	if matched || rescan {
 		status = "scanned"
 	}
 	now := nowMs()
 	err = g.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE images SET status = ?, error = '', scanned_at = ?, created = ?, layers = ?, packages = ?, sbom = ?, platform = CASE WHEN platform = '' THEN ? ELSE platform END, scan_ms = ?
-			WHERE repo = ? AND digest = ?`, status, now, created, string(lj), blob, bomBuf.Bytes(), res.Subject.Platform, time.Since(start).Milliseconds(), j.repo, j.digest)
+		_, err := tx.ExecContext(ctx, `UPDATE images SET status = ?, error = '', scanned_at = ?, created = ?, layers = ?, packages = ?, sbom = ?, platform = CASE WHEN platform = '' THEN ? ELSE platform END, scan_ms = ?, catalog_version = ?
+			WHERE repo = ? AND digest = ?`, status, now, created, string(lj), blob, bomBuf.Bytes(), res.Subject.Platform, time.Since(start).Milliseconds(), scan.CatalogVersion, j.repo, j.digest)
 		if err != nil {
 			return err
 		}
-		_, err = g.storeMatch(ctx, tx, j.repo, j.digest, res.Packages, mr, true)
+		_, err = g.storeMatch(ctx, tx, j.repo, j.digest, res.Packages, mr, !rescan)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	g.emit(ctx, "scan-completed", j.repo, j.digest, map[string]any{"status": status, "packages": len(res.Packages), "counts": countsOf(mr)})
+	g.emit(ctx, "scan-completed", j.repo, j.digest, map[string]any{"status": status, "packages": len(res.Packages), "counts": countsOf(mr), "rescan": rescan})
 	return nil
 }
 
