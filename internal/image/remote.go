@@ -2,6 +2,7 @@ package image
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -29,10 +30,11 @@ func openRemote(ctx context.Context, ref string, opts Options) (*Image, error) {
 	if kc == nil {
 		kc = authn.DefaultKeychain
 	}
-	ropts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(kc), remote.WithPlatform(*want)}
-	if opts.Transport != nil {
-		ropts = append(ropts, remote.WithTransport(opts.Transport))
+	rt := opts.Transport
+	if rt == nil {
+		rt = NewRegistryTransport(nil) // certs.d CAs and client certificates
 	}
+	ropts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(kc), remote.WithPlatform(*want), remote.WithTransport(rt)}
 	desc, err := remote.Get(r, ropts...)
 	if err != nil {
 		return nil, explainRemote(r, err)
@@ -81,6 +83,11 @@ func openRemote(ctx context.Context, ref string, opts Options) (*Image, error) {
 
 // explainRemote turns registry errors into messages that say what to do.
 func explainRemote(r name.Reference, err error) error {
+	var ua x509.UnknownAuthorityError
+	if errors.As(err, &ua) {
+		return fmt.Errorf("registry %s presented a certificate signed by an unknown authority: put its CA certificate in %s/%s/ca.crt (or /etc/docker/certs.d, or a directory listed in $%s): %w",
+			r.Context().RegistryStr(), "/etc/containers/certs.d", r.Context().RegistryStr(), CertsDirsEnv, err)
+	}
 	var te *transport.Error
 	if errors.As(err, &te) {
 		switch te.StatusCode {

@@ -33,7 +33,8 @@ type Options struct {
 	// Keychain resolves registry credentials; nil means ~/.docker/config.json
 	// and Docker credential helpers.
 	Keychain authn.Keychain
-	// Transport overrides the HTTP transport for registries.
+	// Transport overrides the HTTP transport for registries; nil means a
+	// RegistryTransport (system roots plus the certs.d directories).
 	Transport http.RoundTripper
 	// DockerHost overrides DOCKER_HOST for the docker: source.
 	DockerHost string

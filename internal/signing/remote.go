@@ -17,6 +17,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/moat-dev/moat/internal/image"
 )
 
 // Media and artifact types of cosign's registry formats.
@@ -54,7 +56,8 @@ type Remote struct {
 	// Keychain resolves credentials; nil means the docker config keychain.
 	Keychain authn.Keychain
 	// Transport overrides the HTTP transport; nil means one made (and then
-	// kept) on first use.
+	// kept) on first use, which reads the certs.d directories
+	// (image.RegistryTransport).
 	Transport http.RoundTripper
 	// Tag and Referrers choose where signatures are stored and looked up;
 	// both false means both true.
@@ -120,9 +123,12 @@ func (r *Remote) options(ctx context.Context) []remote.Option {
 		if r.Insecure {
 			t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // --insecure asked for it
 		}
-		r.Transport = t
+		// CA roots and client certificates of the registries' certs.d
+		// directories, as docker and podman read them; --insecure's
+		// unverified TLS is kept by the per-host clones.
+		r.Transport = image.NewRegistryTransport(t)
 		if r.PlainHTTP {
-			r.Transport = plainHTTP{base: t, hosts: &r.plain}
+			r.Transport = plainHTTP{base: r.Transport, hosts: &r.plain}
 		}
 	}
 	return []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(kc), remote.WithTransport(r.Transport),

@@ -18,6 +18,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -79,6 +80,8 @@ type Provider struct {
 	group    singleflight.Group
 	dbOnce   sync.Once
 	dbVer    string
+	rtOnce   sync.Once
+	rt       http.RoundTripper
 }
 
 type memEntry struct {
@@ -284,7 +287,7 @@ func (p *Provider) read(ctx context.Context, ref string) (*policy.ImageFacts, er
 	f, err := p.scanned(ctx, scanTarget{
 		key:  "registry|" + d0 + "|" + p.platform(),
 		name: ref,
-		open: func() (*image.Image, error) { return image.Open(ctx, pinned, p.Image) },
+		open: func() (*image.Image, error) { return image.Open(ctx, pinned, p.imageOptions()) },
 	})
 	if err != nil {
 		return nil, err
@@ -321,7 +324,7 @@ func (p *Provider) fromRegistry(ctx context.Context, ref string, r name.Referenc
 	}
 	f, complete := a.facts(ref, r.Context().RegistryStr())
 	if !complete {
-		im, err := image.Open(ctx, r.Context().Digest(a.Image.Digest).String(), p.Image)
+		im, err := image.Open(ctx, r.Context().Digest(a.Image.Digest).String(), p.imageOptions())
 		if err != nil {
 			return nil, nil, err
 		}
@@ -530,11 +533,7 @@ func (p *Provider) remoteOpts(ctx context.Context) []remote.Option {
 	if kc == nil {
 		kc = authn.DefaultKeychain
 	}
-	o := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(kc)}
-	if p.Image.Transport != nil {
-		o = append(o, remote.WithTransport(p.Image.Transport))
-	}
-	return o
+	return []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(kc), remote.WithTransport(p.transport())}
 }
 
 // RepositoryLayers implements policy.FactsProvider: the layer diff IDs of

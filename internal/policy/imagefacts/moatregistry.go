@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
+	"github.com/moat-dev/moat/internal/image"
 	"github.com/moat-dev/moat/internal/match"
 	"github.com/moat-dev/moat/internal/policy"
 	"github.com/moat-dev/moat/internal/scan"
@@ -65,27 +66,50 @@ func (p *Provider) isMoat(ctx context.Context, reg name.Registry) bool {
 	return v.(bool)
 }
 
+// transport is the HTTP transport for registries: Image.Transport, else
+// one image.RegistryTransport (system roots plus the certs.d directories'
+// CAs and client certificates) kept for the provider's lifetime.
 func (p *Provider) transport() http.RoundTripper {
 	if p.Image.Transport != nil {
 		return p.Image.Transport
 	}
-	return http.DefaultTransport
+	p.rtOnce.Do(func() { p.rt = image.NewRegistryTransport(nil) })
+	return p.rt
 }
 
+// imageOptions are p.Image with the provider's transport, so that scans
+// share its connections.
+func (p *Provider) imageOptions() image.Options {
+	o := p.Image
+	o.Transport = p.transport()
+	return o
+}
+
+// probeMoat asks reg's guard API over HTTPS and, for registries
+// go-containerregistry would also reach over plain HTTP (--insecure,
+// localhost and private addresses), then over HTTP: the same order as its
+// ping, so a registry on 127.0.0.1 serving HTTPS is recognised too.
 func probeMoat(ctx context.Context, reg name.Registry, rt http.RoundTripper) (moat, reached bool) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, reg.Scheme()+"://"+reg.RegistryStr()+guardFindingsPath, nil)
-	if err != nil {
-		return false, false
+	schemes := []string{"https"}
+	if reg.Scheme() == "http" {
+		schemes = append(schemes, "http")
 	}
-	resp, err := (&http.Client{Transport: rt, CheckRedirect: noRedirect}).Do(req)
-	if err != nil {
-		return false, false
+	for _, scheme := range schemes {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+reg.RegistryStr()+guardFindingsPath, nil)
+		if err != nil {
+			return false, false
+		}
+		resp, err := (&http.Client{Transport: rt, CheckRedirect: noRedirect}).Do(req)
+		if err != nil {
+			continue
+		}
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusUnauthorized && isMoatChallenge(resp.Header.Values("WWW-Authenticate")), true
 	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusUnauthorized && isMoatChallenge(resp.Header.Values("WWW-Authenticate")), true
+	return false, false
 }
 
 func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
