@@ -82,6 +82,7 @@ type Provider struct {
 	dbVer    string
 	rtOnce   sync.Once
 	rt       http.RoundTripper
+	authRTs  map[string]authEntry // repository → its authenticated transport
 }
 
 type memEntry struct {

@@ -249,13 +249,9 @@ func (p *Provider) registryFindings(ctx context.Context, repo name.Repository, r
 	if kc == nil {
 		kc = authn.DefaultKeychain
 	}
-	auth, err := authn.Resolve(ctx, kc, repo)
+	rt, err := p.authTransport(ctx, kc, repo)
 	if err != nil {
-		return nil, fmt.Errorf("credentials for %s: %w", repo.RegistryStr(), err)
-	}
-	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, p.transport(), []string{repo.Scope(transport.PullScope)})
-	if err != nil {
-		return nil, fmt.Errorf("authenticating to %s: %w", repo.RegistryStr(), err)
+		return nil, err
 	}
 	q := url.Values{"repository": {repo.RepositoryStr()}, "ref": {ref}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, repo.Scheme()+"://"+repo.RegistryStr()+guardFindingsPath+"?"+q.Encode(), nil)
@@ -297,6 +293,46 @@ func (p *Provider) registryFindings(ctx context.Context, repo name.Repository, r
 		return nil, fmt.Errorf("findings from %s: %w", repo.RegistryStr(), err)
 	}
 	return as, nil
+}
+
+// authEntry is a repository's authenticated transport: it holds the pull
+// token and gets a new one by itself when the registry refuses the old
+// (expired) one.
+type authEntry struct {
+	rt    http.RoundTripper
+	until time.Time
+}
+
+// authTTL bounds how long an authenticated transport is reused, so that
+// changed credentials (a new docker login) are picked up.
+const authTTL = 10 * time.Minute
+
+// authTransport returns a transport authenticated for pulls of repo: one
+// ping and token exchange per repository and authTTL, not per lookup.
+func (p *Provider) authTransport(ctx context.Context, kc authn.Keychain, repo name.Repository) (http.RoundTripper, error) {
+	key := repo.Name()
+	now := time.Now()
+	p.mu.Lock()
+	if e, ok := p.authRTs[key]; ok && now.Before(e.until) {
+		p.mu.Unlock()
+		return e.rt, nil
+	}
+	p.mu.Unlock()
+	auth, err := authn.Resolve(ctx, kc, repo)
+	if err != nil {
+		return nil, fmt.Errorf("credentials for %s: %w", repo.RegistryStr(), err)
+	}
+	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, p.transport(), []string{repo.Scope(transport.PullScope)})
+	if err != nil {
+		return nil, fmt.Errorf("authenticating to %s: %w", repo.RegistryStr(), err)
+	}
+	p.mu.Lock()
+	if p.authRTs == nil || len(p.authRTs) >= p.max() {
+		p.authRTs = map[string]authEntry{}
+	}
+	p.authRTs[key] = authEntry{rt: rt, until: now.Add(authTTL)}
+	p.mu.Unlock()
+	return rt, nil
 }
 
 // notReady reports whether err only says the registry has no findings to

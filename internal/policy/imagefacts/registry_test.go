@@ -89,11 +89,12 @@ func openDB(t *testing.T, recs ...string) *vulndb.DB {
 
 // moatRegistry is moat's registry with its guard (scan on push), in process.
 type moatRegistry struct {
-	inst  *registry.Instance
-	g     *guard.Guard
-	ts    *httptest.Server
-	host  string
-	dbDir string
+	inst   *registry.Instance
+	g      *guard.Guard
+	ts     *httptest.Server
+	host   string
+	dbDir  string
+	tokens atomic.Int64 // requests to the token endpoint
 }
 
 func startMoat(t *testing.T, dbDir string) *moatRegistry {
@@ -111,7 +112,13 @@ func startMoat(t *testing.T, dbDir string) *moatRegistry {
 	inst.OnPush, inst.Gate = g, g
 	g.Start()
 	m := &moatRegistry{inst: inst, g: g, dbDir: dbDir}
-	m.ts = httptest.NewServer(g.Handler(inst))
+	h := g.Handler(inst)
+	m.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/token" {
+			m.tokens.Add(1)
+		}
+		h.ServeHTTP(w, r)
+	}))
 	m.host = strings.TrimPrefix(m.ts.URL, "http://")
 	t.Cleanup(func() {
 		m.ts.Close()
@@ -300,6 +307,30 @@ func TestFactsFromMoatRegistry(t *testing.T) {
 	if r := evaluate(t, vulnPolicies["exceptions"], ref, fromReg); len(r.Violations) != 1 || strings.Contains(r.Violations[0].Message, "lodash") ||
 		!strings.Contains(r.Violations[0].Message, "CVE-2099-0002") {
 		t.Errorf("exceptions: %+v", r.Violations)
+	}
+}
+
+// TestRegistryFindingsReuseToken: asking a moat registry again (its
+// answer expired) reuses the pull token of the repository instead of
+// logging in for every lookup.
+func TestRegistryFindingsReuseToken(t *testing.T) {
+	dbDir := t.TempDir()
+	importDB(t, dbDir, osvRecords...)
+	m := startMoat(t, dbDir)
+	dg := m.push(t, "team/app:1.0", appImage(t))
+	if im := m.wait(t, "team/app", dg); im.Status != "scanned" {
+		t.Fatalf("registry scan: %+v", im)
+	}
+	p := &imagefacts.Provider{DB: openDB(t, osvRecords...), RegistryTTL: time.Nanosecond, Image: image.Options{Keychain: basicKeychain("admin", adminPW)}}
+	before := m.tokens.Load()
+	for i := 0; i < 3; i++ {
+		f, err := p.ImageFacts(context.Background(), m.host+"/team/app@"+dg)
+		if err != nil || f.FactsSource != imagefacts.SourceRegistry || f.FactsCached {
+			t.Fatalf("lookup %d: %v %+v", i, err, f)
+		}
+	}
+	if n := m.tokens.Load() - before; n != 1 {
+		t.Fatalf("%d token requests for 3 lookups of one repository, want 1", n)
 	}
 }
 
