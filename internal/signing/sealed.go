@@ -211,7 +211,7 @@ func (m *MasterKey) Open(sealed, aad []byte) ([]byte, error) {
 		return nil, err
 	}
 	if env.KeyID != m.ID() {
-		return nil, fmt.Errorf("%w: the value names master key %s, this server has %s (start it with the master key it used before: --master-key-file or %s)",
+		return nil, fmt.Errorf("%w: the value names master key %s, this server has %s (start it with the master key it used before: --master-key-file or %s; to move to this key, also give the old one with --previous-master-key-file)",
 			ErrWrongMasterKey, env.KeyID, m.ID(), MasterKeyEnv)
 	}
 	g, err := m.aead()
