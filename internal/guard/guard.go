@@ -302,8 +302,7 @@ func (g *Guard) enqueue(ctx context.Context, repo string, repoID int64, digest, 
 		repo, digest, auth.ProjectOf(repo), mediaType, index, platform, now); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO jobs(repo, repo_id, digest, state, next_at, created_at, updated_at)
-		VALUES (?,?,?,'queued',?,?,?) ON CONFLICT(repo, digest) DO NOTHING`, repo, repoID, digest, now, now, now); err != nil {
+	if _, err := queueJob(ctx, tx, repo, repoID, digest, now); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -314,6 +313,20 @@ func (g *Guard) enqueue(ctx context.Context, repo string, repoID int64, digest, 
 	default:
 	}
 	return nil
+}
+
+// queueJob queues a scan of repo@digest unless one is queued or running
+// already; queued reports whether this call added it.
+func queueJob(ctx context.Context, db interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, repo string, repoID int64, digest string, now int64) (queued bool, err error) {
+	res, err := db.ExecContext(ctx, `INSERT INTO jobs(repo, repo_id, digest, state, next_at, created_at, updated_at)
+		VALUES (?,?,?,'queued',?,?,?) ON CONFLICT(repo, digest) DO NOTHING`, repo, repoID, digest, now, now, now)
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
 }
 
 type job struct {
@@ -480,12 +493,11 @@ func (g *Guard) requeueOldCatalog(ctx context.Context) (int, error) {
 		if err != nil {
 			return queued, err
 		}
-		res, err := g.rw.ExecContext(ctx, `INSERT INTO jobs(repo, repo_id, digest, state, next_at, created_at, updated_at)
-			VALUES (?,?,?,'queued',?,?,?) ON CONFLICT(repo, digest) DO NOTHING`, i.repo, r.ID, i.digest, now, now, now)
+		added, err := queueJob(ctx, g.rw, i.repo, r.ID, i.digest, now)
 		if err != nil {
 			return queued, err
 		}
-		if n, _ := res.RowsAffected(); n > 0 {
+		if added {
 			queued++
 		}
 	}
