@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -131,22 +132,8 @@ or brought with --registry-key FILE (the organisation's key, or a rotation).`,
 				fmt.Fprintf(out, "moat: created the master key %s (%s); back it up: the keys the server holds are sealed with it\n", masterKeyFile, mk.ID())
 			}
 			if len(previousMasterKeys) > 0 {
-				var prev []*signing.MasterKey
-				for _, p := range previousMasterKeys {
-					k, err := signing.LoadMasterKeyFile(p)
-					if err != nil {
-						return fmt.Errorf("--previous-master-key-file: %w", err)
-					}
-					prev = append(prev, k)
-				}
-				n, err := registrygate.RotateMasterKey(cmd.Context(), inst.Store, mk, prev, inst.Audit)
-				if err != nil {
+				if err := rotateMasterKey(cmd.Context(), out, inst, mk, previousMasterKeys); err != nil {
 					return err
-				}
-				if n > 0 {
-					fmt.Fprintf(out, "moat: re-sealed %d stored keys under the master key %s; the previous master key is no longer needed\n", n, mk.ID())
-				} else {
-					fmt.Fprintf(out, "moat: every stored key is already sealed under the master key %s; --previous-master-key-file can go\n", mk.ID())
 				}
 			}
 			trust, err := registrygate.NewTrust(cmd.Context(), inst.Store, mk, inst.Audit, log)
@@ -288,6 +275,29 @@ or brought with --registry-key FILE (the organisation's key, or a rotation).`,
 	f.BoolVar(&signAttestations, "sign-attestations", true, "sign each scanned image's SBOM and vulnerability findings as in-toto attestations with the registry key (created on first start)")
 	f.StringVar(&policyFile, "policy", "", "policy whose runtime rules judge the containers agents report (default: built-in least privilege)")
 	return cmd
+}
+
+// rotateMasterKey re-seals the keys the server holds that are sealed under
+// one of the previous master key files under mk, and says what it did.
+func rotateMasterKey(ctx context.Context, out io.Writer, inst *registry.Instance, mk *signing.MasterKey, previousFiles []string) error {
+	var prev []*signing.MasterKey
+	for _, p := range previousFiles {
+		k, err := signing.LoadMasterKeyFile(p)
+		if err != nil {
+			return fmt.Errorf("--previous-master-key-file: %w", err)
+		}
+		prev = append(prev, k)
+	}
+	n, err := registrygate.RotateMasterKey(ctx, inst.Store, mk, prev, inst.Audit)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		fmt.Fprintf(out, "moat: re-sealed %d stored keys under the master key %s; the previous master key is no longer needed\n", n, mk.ID())
+	} else {
+		fmt.Fprintf(out, "moat: every stored key is already sealed under the master key %s; --previous-master-key-file can go\n", mk.ID())
+	}
+	return nil
 }
 
 // openFleet opens the fleet view (agents' hosts, containers, findings on
